@@ -1,0 +1,488 @@
+//! The cache service: every decision of the protocol surfaces, over a MetaStore and
+//! a BlobStore. Handlers translate wire types to these calls and errors back.
+
+use crate::error::CoreError;
+use crate::matching::{find_match, InNamespace};
+use crate::model::{Caller, Entry, EntryState, Part, StoredObject};
+use crate::signing::{Operation, SignatureError, UrlSigner};
+use crate::store::{
+    BlobCommit, BlobError, BlobStore, ByteStream, Finalized, MetaStore, Reservation, Staged,
+};
+use crate::{now_millis, validate};
+use futures::{StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Tunables of the service.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// How long a signed upload URL works.
+    pub upload_url_ttl_secs: i64,
+    /// How long a signed download URL works.
+    pub download_url_ttl_secs: i64,
+    /// An upload not finalized after this long is abandoned and reclaimed.
+    pub pending_timeout_secs: i64,
+    /// The largest block (or Put Blob body) accepted.
+    pub max_block_bytes: u64,
+    /// The most blocks one block list may name (Azure: 50,000).
+    pub max_blocks: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            upload_url_ttl_secs: 3600,
+            download_url_ttl_secs: 600,
+            pending_timeout_secs: 3600,
+            max_block_bytes: 4000 * 1024 * 1024,
+            max_blocks: 50_000,
+        }
+    }
+}
+
+/// A signed reference to one entry for one operation; the server renders it as a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRef {
+    pub entry_id: i64,
+    pub op: Operation,
+    pub expires: i64,
+    pub signature: String,
+}
+
+pub struct CacheService {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    signer: UrlSigner,
+    config: ServiceConfig,
+    /// Last-access times not yet written: entry id -> millis.
+    accesses: Mutex<HashMap<i64, i64>>,
+}
+
+/// Opened for reading: the entry and its parts.
+pub struct OpenBlob {
+    pub entry: Entry,
+    pub parts: Vec<Part>,
+}
+
+impl CacheService {
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        signer: UrlSigner,
+        config: ServiceConfig,
+    ) -> CacheService {
+        CacheService {
+            meta,
+            blobs,
+            signer,
+            config,
+            accesses: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    fn signed(&self, op: Operation, entry_id: i64, ttl_secs: i64) -> SignedRef {
+        let expires = now_millis() / 1000 + ttl_secs;
+        SignedRef {
+            entry_id,
+            op,
+            expires,
+            signature: self.signer.sign(op, entry_id, expires),
+        }
+    }
+
+    /// Checks a signed URL's parts.
+    pub fn verify(
+        &self,
+        op: Operation,
+        entry_id: i64,
+        expires: i64,
+        signature: &str,
+    ) -> Result<(), SignatureError> {
+        self.signer
+            .verify(op, entry_id, expires, signature, now_millis() / 1000)
+    }
+
+    fn write_scope(caller: &Caller) -> Result<&str, CoreError> {
+        caller
+            .write_scope
+            .as_deref()
+            .ok_or_else(|| CoreError::InvalidArgument("the token grants no writable scope".into()))
+    }
+
+    /// CreateCacheEntry: reserves key+version in the caller's write scope.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        key: &str,
+        version: &str,
+    ) -> Result<SignedRef, CoreError> {
+        validate::key(key)?;
+        validate::version(version)?;
+        let scope = Self::write_scope(caller)?;
+        let now = now_millis();
+        let stale_before = now - self.config.pending_timeout_secs * 1000;
+        match self
+            .meta
+            .reserve(&caller.namespace, scope, key, version, now, stale_before)
+            .await?
+        {
+            Reservation::Created { id, replaced } => {
+                if let Some(old) = replaced {
+                    self.remove_objects(old).await;
+                }
+                tracing::info!(entry_id = id, namespace = %caller.namespace, scope, key, "upload reserved");
+                Ok(self.signed(Operation::Upload, id, self.config.upload_url_ttl_secs))
+            }
+            Reservation::Taken => Err(CoreError::AlreadyExists(format!(
+                "cache entry with key {key:?} and this version is already reserved or saved in scope {scope:?}"
+            ))),
+        }
+    }
+
+    /// FinalizeCacheEntryUpload: makes the upload visible if its size is right.
+    pub async fn finalize(
+        &self,
+        caller: &Caller,
+        key: &str,
+        version: &str,
+        size: i64,
+    ) -> Result<i64, CoreError> {
+        validate::key(key)?;
+        validate::version(version)?;
+        if size < 0 {
+            return Err(CoreError::InvalidArgument("size_bytes is negative".into()));
+        }
+        let scope = Self::write_scope(caller)?;
+        match self
+            .meta
+            .finalize(&caller.namespace, scope, key, version, size, now_millis())
+            .await?
+        {
+            Finalized::Ok(id) => {
+                tracing::info!(entry_id = id, namespace = %caller.namespace, scope, key, size, "entry committed");
+                Ok(id)
+            }
+            Finalized::SizeMismatch { expected } => Err(CoreError::InvalidArgument(format!(
+                "size_bytes is {size} but {expected} bytes were uploaded"
+            ))),
+            Finalized::NoBlob => Err(CoreError::FailedPrecondition(
+                "nothing has been uploaded for this entry yet (Put Blob or Put Block List first)"
+                    .into(),
+            )),
+            Finalized::NotFound => Err(CoreError::NotFound(format!(
+                "no upload of key {key:?} with this version was reserved in scope {scope:?}"
+            ))),
+        }
+    }
+
+    /// The entry a lookup restores, searching the caller's readable scopes in order.
+    pub async fn lookup(
+        &self,
+        caller: &Caller,
+        key: &str,
+        restore_keys: &[String],
+        version: &str,
+    ) -> Result<Option<Entry>, CoreError> {
+        validate::lookup_keys(key, restore_keys)?;
+        validate::version(version)?;
+        let mut keys: Vec<&str> = Vec::with_capacity(1 + restore_keys.len());
+        keys.push(key);
+        keys.extend(restore_keys.iter().map(String::as_str));
+        let source = InNamespace {
+            store: self.meta.as_ref(),
+            namespace: &caller.namespace,
+        };
+        let found = find_match(&source, &caller.read_scopes, version, &keys).await?;
+        if let Some(e) = &found {
+            self.record_access(e.id);
+        }
+        Ok(found)
+    }
+
+    /// A signed download reference for a committed entry.
+    pub fn download_ref(&self, entry_id: i64) -> SignedRef {
+        self.signed(Operation::Download, entry_id, self.config.download_url_ttl_secs)
+    }
+
+    /// DeleteCacheEntry: removes the caller's committed entries with this key.
+    pub async fn delete(&self, caller: &Caller, key: &str) -> Result<Vec<i64>, CoreError> {
+        validate::key(key)?;
+        let scope = Self::write_scope(caller)?;
+        let ids = self.meta.delete_key(&caller.namespace, scope, key).await?;
+        for id in &ids {
+            self.remove_objects(*id).await;
+        }
+        Ok(ids)
+    }
+
+    /// ListCacheEntries: committed entries in the readable scopes whose key starts
+    /// with the key or a restore key (all when both are empty).
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        key: &str,
+        restore_keys: &[String],
+        limit: i64,
+    ) -> Result<Vec<Entry>, CoreError> {
+        let mut prefixes: Vec<String> = Vec::new();
+        if !key.is_empty() {
+            validate::key(key)?;
+            prefixes.push(key.to_string());
+        }
+        for k in restore_keys {
+            validate::key(k)?;
+            prefixes.push(k.clone());
+        }
+        Ok(self
+            .meta
+            .list(&caller.namespace, &caller.read_scopes, &prefixes, limit)
+            .await?)
+    }
+
+    /// An upload that still accepts bytes.
+    async fn open_upload(&self, entry_id: i64) -> Result<Entry, CoreError> {
+        match self.meta.entry(entry_id).await? {
+            None => Err(CoreError::NotFound("the upload does not exist or was reclaimed".into())),
+            Some(e) if e.state == EntryState::Committed => Err(CoreError::Immutable(
+                "the entry is finalized; its content cannot change".into(),
+            )),
+            Some(e) => Ok(e),
+        }
+    }
+
+    /// Streams a body into a new object of an upload, hashing and counting it.
+    async fn store_object(
+        &self,
+        entry_id: i64,
+        kind: &str,
+        body: ByteStream,
+    ) -> Result<StoredObject, CoreError> {
+        let name = format!("{}/{kind}-{}", entry_prefix(entry_id), uuid::Uuid::new_v4().simple());
+        let max = self.config.max_block_bytes;
+        let state = Arc::new(Mutex::new((Sha256::new(), 0u64)));
+        let tap = state.clone();
+        let body = body
+            .map(move |chunk| {
+                let chunk = chunk?;
+                let mut s = tap.lock().unwrap_or_else(|p| p.into_inner());
+                s.1 += chunk.len() as u64;
+                if s.1 > max {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::FileTooLarge,
+                        format!("the body is larger than the limit of {max} bytes"),
+                    ));
+                }
+                s.0.update(&chunk);
+                Ok(chunk)
+            })
+            .boxed();
+        let size = self.blobs.put(&name, body).await.map_err(|e| match e {
+            BlobError::Body(io) if io.kind() == std::io::ErrorKind::FileTooLarge => {
+                CoreError::TooLarge(io.to_string())
+            }
+            BlobError::Body(io) => CoreError::Body(io.to_string()),
+            other => CoreError::Blob(other),
+        })?;
+        let (hasher, _) = std::mem::replace(
+            &mut *state.lock().unwrap_or_else(|p| p.into_inner()),
+            (Sha256::new(), 0),
+        );
+        Ok(StoredObject {
+            object: name,
+            size: size as i64,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    async fn delete_objects(&self, names: &[String]) {
+        for name in names {
+            if let Err(e) = self.blobs.delete(name).await {
+                tracing::warn!(object = %name, error = %e, "could not delete an unused object; the orphan sweep will");
+            }
+        }
+    }
+
+    async fn remove_objects(&self, entry_id: i64) {
+        if let Err(e) = self.blobs.delete_prefix(&entry_prefix(entry_id)).await {
+            tracing::warn!(entry_id, error = %e, "could not delete an entry's objects; the orphan sweep will");
+        }
+    }
+
+    /// Put Block: stages one block of an upload. Retrying an id replaces the block.
+    pub async fn put_block(
+        &self,
+        entry_id: i64,
+        block_id: &str,
+        body: ByteStream,
+    ) -> Result<u64, CoreError> {
+        self.open_upload(entry_id).await?;
+        let stored = self.store_object(entry_id, "block", body).await?;
+        match self.meta.stage_block(entry_id, block_id, &stored).await {
+            Ok(Staged::Ok { replaced }) => {
+                if let Some(old) = replaced {
+                    self.delete_objects(&[old]).await;
+                }
+                Ok(stored.size as u64)
+            }
+            Ok(Staged::NotPending) => {
+                self.delete_objects(&[stored.object]).await;
+                // Tell the client why: finalized meanwhile, or reclaimed.
+                self.open_upload(entry_id).await?;
+                Err(CoreError::NotFound("the upload no longer accepts blocks".into()))
+            }
+            Err(e) => {
+                self.delete_objects(&[stored.object]).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Put Blob: the whole blob in one body.
+    pub async fn put_blob(&self, entry_id: i64, body: ByteStream) -> Result<u64, CoreError> {
+        self.open_upload(entry_id).await?;
+        let stored = self.store_object(entry_id, "blob", body).await?;
+        let outcome = self
+            .meta
+            .commit_single(entry_id, &stored, now_millis())
+            .await;
+        match outcome {
+            Ok(BlobCommit::Ok { size, unused }) => {
+                self.delete_objects(&unused).await;
+                Ok(size as u64)
+            }
+            Ok(other) => {
+                self.delete_objects(&[stored.object]).await;
+                Err(commit_error(other))
+            }
+            Err(e) => {
+                self.delete_objects(&[stored.object]).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Put Block List: the listed staged blocks, in order, become the blob.
+    pub async fn put_block_list(&self, entry_id: i64, block_ids: &[String]) -> Result<u64, CoreError> {
+        if block_ids.len() > self.config.max_blocks {
+            return Err(CoreError::InvalidArgument(format!(
+                "the block list names {} blocks; at most {} are allowed",
+                block_ids.len(),
+                self.config.max_blocks
+            )));
+        }
+        match self
+            .meta
+            .commit_block_list(entry_id, block_ids, now_millis())
+            .await?
+        {
+            BlobCommit::Ok { size, unused } => {
+                self.delete_objects(&unused).await;
+                Ok(size as u64)
+            }
+            BlobCommit::AlreadyCommitted { size } => Ok(size as u64),
+            other => Err(commit_error(other)),
+        }
+    }
+
+    /// A committed entry and its parts, for reading.
+    pub async fn open_blob(&self, entry_id: i64) -> Result<OpenBlob, CoreError> {
+        let entry = match self.meta.entry(entry_id).await? {
+            Some(e) if e.state == EntryState::Committed => e,
+            _ => return Err(CoreError::NotFound("the blob does not exist".into())),
+        };
+        let parts = self.meta.parts(entry_id).await?;
+        Ok(OpenBlob { entry, parts })
+    }
+
+    /// Streams bytes `[start, end)` of a blob made of `parts`. The next part is
+    /// opened while the current one streams, to hide per-object latency.
+    pub fn read(&self, parts: Vec<Part>, start: u64, end: u64) -> ByteStream {
+        let blobs = self.blobs.clone();
+        let pieces: Vec<(String, u64, u64)> = parts
+            .into_iter()
+            .filter_map(|p| {
+                let (po, ps) = (p.offset as u64, p.size as u64);
+                let s = start.max(po);
+                let e = end.min(po + ps);
+                (s < e).then(|| (p.object, s - po, e - po))
+            })
+            .collect();
+        futures::stream::iter(pieces)
+            .map(move |(object, s, e)| {
+                let blobs = blobs.clone();
+                async move {
+                    blobs
+                        .get(&object, s, e)
+                        .await
+                        .map_err(|err| std::io::Error::other(err.to_string()))
+                }
+            })
+            .buffered(2)
+            .try_flatten()
+            .boxed()
+    }
+
+    fn record_access(&self, entry_id: i64) {
+        let mut map = self.accesses.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(entry_id, now_millis());
+    }
+
+    /// Writes the batched last-access times. Called on an interval and at shutdown.
+    pub async fn flush_accesses(&self) -> Result<usize, CoreError> {
+        let batch: Vec<(i64, i64)> = {
+            let mut map = self.accesses.lock().unwrap_or_else(|p| p.into_inner());
+            map.drain().collect()
+        };
+        if !batch.is_empty() {
+            self.meta.touch(&batch).await?;
+        }
+        Ok(batch.len())
+    }
+
+    /// Deletes uploads that were never finalized within the timeout, and their bytes.
+    pub async fn reclaim_stale_uploads(&self) -> Result<usize, CoreError> {
+        let before = now_millis() - self.config.pending_timeout_secs * 1000;
+        let mut total = 0;
+        loop {
+            let ids = self.meta.delete_stale_uploads(before, 500).await?;
+            for id in &ids {
+                self.remove_objects(*id).await;
+            }
+            total += ids.len();
+            if ids.len() < 500 {
+                break;
+            }
+        }
+        if total > 0 {
+            tracing::info!(count = total, "reclaimed abandoned uploads");
+        }
+        Ok(total)
+    }
+}
+
+/// All objects of one entry live under this prefix.
+pub fn entry_prefix(entry_id: i64) -> String {
+    format!("entries/{entry_id}")
+}
+
+fn commit_error(outcome: BlobCommit) -> CoreError {
+    match outcome {
+        BlobCommit::Immutable => {
+            CoreError::Immutable("the entry is finalized; its content cannot change".into())
+        }
+        BlobCommit::UnknownBlock(id) => {
+            CoreError::UnknownBlock(format!("block {id:?} in the block list was never staged"))
+        }
+        BlobCommit::NotFound => {
+            CoreError::NotFound("the upload does not exist or was reclaimed".into())
+        }
+        BlobCommit::Ok { .. } | BlobCommit::AlreadyCommitted { .. } => {
+            CoreError::FailedPrecondition("unexpected commit outcome".into())
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The two storage traits the service runs on. Implementations live in hoard-db
+//! (metadata) and hoard-storage (bytes); both keep all state outside the process so
+//! any replica can serve any request.
+
+use crate::model::{Entry, Part, StoredObject};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+/// A body of bytes, streamed.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Backend(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("object {0} not found")]
+    NotFound(String),
+    /// The body stream itself failed; nothing was stored.
+    #[error("{0}")]
+    Body(std::io::Error),
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// Result of a reservation attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// Reserved as a new entry; `replaced` is an abandoned upload it took over,
+    /// whose objects are to be deleted.
+    Created { id: i64, replaced: Option<i64> },
+    Taken,
+}
+
+/// Result of staging a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Staged {
+    /// Staged; the object it replaced (a retried block id), to delete.
+    Ok { replaced: Option<String> },
+    /// The upload is gone or no longer accepts blocks.
+    NotPending,
+}
+
+/// Result of committing the blob of an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobCommit {
+    /// Committed; objects no part refers to any more, to delete.
+    Ok { size: i64, unused: Vec<String> },
+    /// The same block list was committed and finalized before: nothing changed.
+    AlreadyCommitted { size: i64 },
+    /// The entry is finalized with other content.
+    Immutable,
+    /// A block id in the list was never staged.
+    UnknownBlock(String),
+    NotFound,
+}
+
+/// Result of finalizing an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finalized {
+    Ok(i64),
+    SizeMismatch { expected: i64 },
+    /// Reserved, but no blob has been committed yet.
+    NoBlob,
+    NotFound,
+}
+
+/// Entries and uploads. Every method is one atomic step.
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// Reserves `key`+`version` in `namespace`/`scope`. An unfinished reservation
+    /// created before `stale_before` does not block: it is replaced.
+    async fn reserve(
+        &self,
+        namespace: &str,
+        scope: &str,
+        key: &str,
+        version: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<Reservation, StoreError>;
+
+    /// An entry in any state, by id.
+    async fn entry(&self, id: i64) -> Result<Option<Entry>, StoreError>;
+
+    /// Records a staged block of a pending upload (last write of an id wins).
+    async fn stage_block(
+        &self,
+        entry_id: i64,
+        block_id: &str,
+        stored: &StoredObject,
+    ) -> Result<Staged, StoreError>;
+
+    /// Makes the listed blocks, in order, the upload's blob.
+    async fn commit_block_list(
+        &self,
+        entry_id: i64,
+        block_ids: &[String],
+        now: i64,
+    ) -> Result<BlobCommit, StoreError>;
+
+    /// Makes one object the upload's whole blob (Put Blob).
+    async fn commit_single(
+        &self,
+        entry_id: i64,
+        stored: &StoredObject,
+        now: i64,
+    ) -> Result<BlobCommit, StoreError>;
+
+    /// Makes an uploaded entry visible, if its blob has `size` bytes. Finalizing a
+    /// finalized entry of that size answers its id again.
+    async fn finalize(
+        &self,
+        namespace: &str,
+        scope: &str,
+        key: &str,
+        version: &str,
+        size: i64,
+        now: i64,
+    ) -> Result<Finalized, StoreError>;
+
+    /// The committed entry with exactly this key.
+    async fn find_exact(
+        &self,
+        namespace: &str,
+        scope: &str,
+        version: &str,
+        key: &str,
+    ) -> Result<Option<Entry>, StoreError>;
+
+    /// The newest committed entry whose key starts with `prefix`.
+    async fn find_newest_with_prefix(
+        &self,
+        namespace: &str,
+        scope: &str,
+        version: &str,
+        prefix: &str,
+    ) -> Result<Option<Entry>, StoreError>;
+
+    /// Committed entries of a namespace in the given scopes whose key starts with
+    /// one of `prefixes` (all when empty), newest first, at most `limit`.
+    async fn list(
+        &self,
+        namespace: &str,
+        scopes: &[String],
+        prefixes: &[String],
+        limit: i64,
+    ) -> Result<Vec<Entry>, StoreError>;
+
+    /// The parts of a committed blob, in order.
+    async fn parts(&self, entry_id: i64) -> Result<Vec<Part>, StoreError>;
+
+    /// Deletes the committed entries with this key (any version) in a scope;
+    /// returns their ids.
+    async fn delete_key(
+        &self,
+        namespace: &str,
+        scope: &str,
+        key: &str,
+    ) -> Result<Vec<i64>, StoreError>;
+
+    /// Deletes unfinished uploads created before `before`; returns their ids.
+    async fn delete_stale_uploads(&self, before: i64, limit: i64) -> Result<Vec<i64>, StoreError>;
+
+    /// Records last-access times (batched by the caller).
+    async fn touch(&self, accesses: &[(i64, i64)]) -> Result<(), StoreError>;
+}
+
+/// Objects (bytes). Names are `/`-separated paths chosen by the service.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Streams `body` into a new object. Either the whole body is stored under `name`
+    /// or nothing is. Returns the byte count.
+    async fn put(&self, name: &str, body: ByteStream) -> Result<u64, BlobError>;
+
+    /// Streams bytes `[start, end)` of an object.
+    async fn get(&self, name: &str, start: u64, end: u64) -> Result<ByteStream, BlobError>;
+
+    /// Deletes one object; a missing object is not an error.
+    async fn delete(&self, name: &str) -> Result<(), BlobError>;
+
+    /// Deletes every object whose name starts with `prefix/`.
+    async fn delete_prefix(&self, prefix: &str) -> Result<(), BlobError>;
+}

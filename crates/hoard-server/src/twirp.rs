@@ -1,0 +1,213 @@
+//! The v2 cache service over Twirp: `POST /twirp/<service>/<method>`, JSON or
+//! protobuf in, the same encoding out, Twirp JSON errors.
+
+use crate::{auth, urls, AppState};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hoard_core::{CoreError, Entry};
+use hoard_proto::twirp::{self as pb, Encoding, TwirpMessage, CACHE_SERVICE};
+use hoard_proto::twirp_error::{TwirpCode, TwirpError};
+
+/// Twirp bodies are small (10 keys of 512 characters at most); anything past this
+/// is not a cache request.
+const MAX_BODY: usize = 256 * 1024;
+/// Most entries ListCacheEntries answers with.
+const LIST_LIMIT: i64 = 1000;
+
+fn error_response(e: &TwirpError) -> Response {
+    let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, "application/json")], e.to_json()).into_response()
+}
+
+fn reply<T: TwirpMessage>(enc: Encoding, msg: &T) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, enc.content_type())],
+        pb::encode(enc, msg),
+    )
+        .into_response()
+}
+
+/// Core errors in Twirp's words. Storage failures are `internal` (the toolkit
+/// retries those) with the detail logged, not sent.
+fn twirp_error(e: CoreError) -> TwirpError {
+    match e {
+        CoreError::InvalidArgument(m) | CoreError::TooLarge(m) | CoreError::UnknownBlock(m) => {
+            TwirpError::new(TwirpCode::InvalidArgument, m)
+        }
+        CoreError::AlreadyExists(m) | CoreError::Immutable(m) => {
+            TwirpError::new(TwirpCode::AlreadyExists, m)
+        }
+        CoreError::NotFound(m) => TwirpError::new(TwirpCode::NotFound, m),
+        CoreError::FailedPrecondition(m) => TwirpError::new(TwirpCode::FailedPrecondition, m),
+        CoreError::Body(m) => TwirpError::new(TwirpCode::Malformed, m),
+        e @ (CoreError::Store(_) | CoreError::Blob(_)) => {
+            tracing::error!(error = %e, "storage failure");
+            TwirpError::new(TwirpCode::Internal, "storage is unavailable; retry later")
+        }
+    }
+}
+
+fn to_entry(e: Entry) -> pb::CacheEntry {
+    pb::CacheEntry {
+        key: e.key,
+        hash: e.hash,
+        size_bytes: e.size,
+        scope: e.scope,
+        version: e.version,
+        created_at: Some(pb::Timestamp::from_millis(e.created_at)),
+        last_accessed_at: Some(pb::Timestamp::from_millis(e.last_accessed_at)),
+        expires_at: None,
+    }
+}
+
+pub async fn handle(
+    State(app): State<AppState>,
+    Path(path): Path<String>,
+    request: Request,
+) -> Response {
+    match dispatch(&app, &path, request).await {
+        Ok(r) => r,
+        Err(e) => {
+            if e.code.http_status() >= 500 {
+                tracing::warn!(path, error = %e, "twirp call failed");
+            } else {
+                tracing::debug!(path, error = %e, "twirp call refused");
+            }
+            error_response(&e)
+        }
+    }
+}
+
+async fn dispatch(app: &AppState, path: &str, request: Request) -> Result<Response, TwirpError> {
+    let Some((service, method)) = path.split_once('/') else {
+        return Err(TwirpError::new(TwirpCode::BadRoute, format!("no such route /twirp/{path}")));
+    };
+    if service != CACHE_SERVICE {
+        return Err(TwirpError::new(TwirpCode::BadRoute, format!("unknown service {service}")));
+    }
+    if request.method() != Method::POST {
+        return Err(TwirpError::new(
+            TwirpCode::BadRoute,
+            format!("Twirp methods take POST, not {}", request.method()),
+        ));
+    }
+    let headers = request.headers().clone();
+    let enc = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Encoding::from_content_type)
+        .ok_or_else(|| {
+            TwirpError::new(
+                TwirpCode::BadRoute,
+                "Content-Type must be application/json or application/protobuf",
+            )
+        })?;
+    let body = axum::body::to_bytes(request.into_body(), MAX_BODY)
+        .await
+        .map_err(|_| {
+            TwirpError::new(
+                TwirpCode::Malformed,
+                format!("the request body could not be read or is larger than {MAX_BODY} bytes"),
+            )
+        })?;
+    let caller = auth::caller(&headers);
+    let svc = &app.service;
+    match method {
+        "CreateCacheEntry" => {
+            let req: pb::CreateCacheEntryRequest = pb::decode(enc, &body)?;
+            let signed = svc
+                .create(&caller, &req.key, &req.version)
+                .await
+                .map_err(twirp_error)?;
+            let base = urls::base_url(app.public_url.as_deref(), &headers);
+            Ok(reply(
+                enc,
+                &pb::CreateCacheEntryResponse {
+                    ok: true,
+                    signed_upload_url: urls::signed_url(&base, &signed),
+                    message: String::new(),
+                },
+            ))
+        }
+        "FinalizeCacheEntryUpload" => {
+            let req: pb::FinalizeCacheEntryUploadRequest = pb::decode(enc, &body)?;
+            let id = svc
+                .finalize(&caller, &req.key, &req.version, req.size_bytes)
+                .await
+                .map_err(twirp_error)?;
+            Ok(reply(
+                enc,
+                &pb::FinalizeCacheEntryUploadResponse {
+                    ok: true,
+                    entry_id: id,
+                    message: String::new(),
+                },
+            ))
+        }
+        "GetCacheEntryDownloadURL" => {
+            let req: pb::GetCacheEntryDownloadUrlRequest = pb::decode(enc, &body)?;
+            let found = svc
+                .lookup(&caller, &req.key, &req.restore_keys, &req.version)
+                .await
+                .map_err(twirp_error)?;
+            // A miss is not an error: ok=false with HTTP 200.
+            let resp = match found {
+                Some(e) => {
+                    let base = urls::base_url(app.public_url.as_deref(), &headers);
+                    pb::GetCacheEntryDownloadUrlResponse {
+                        ok: true,
+                        signed_download_url: urls::signed_url(&base, &svc.download_ref(e.id)),
+                        matched_key: e.key,
+                    }
+                }
+                None => pb::GetCacheEntryDownloadUrlResponse::default(),
+            };
+            Ok(reply(enc, &resp))
+        }
+        "LookupCacheEntry" => {
+            let req: pb::LookupCacheEntryRequest = pb::decode(enc, &body)?;
+            let found = svc
+                .lookup(&caller, &req.key, &req.restore_keys, &req.version)
+                .await
+                .map_err(twirp_error)?;
+            Ok(reply(
+                enc,
+                &pb::LookupCacheEntryResponse {
+                    exists: found.is_some(),
+                    entry: found.map(to_entry),
+                },
+            ))
+        }
+        "DeleteCacheEntry" => {
+            let req: pb::DeleteCacheEntryRequest = pb::decode(enc, &body)?;
+            let ids = svc.delete(&caller, &req.key).await.map_err(twirp_error)?;
+            Ok(reply(
+                enc,
+                &pb::DeleteCacheEntryResponse {
+                    ok: !ids.is_empty(),
+                    entry_id: ids.first().copied().unwrap_or(0),
+                },
+            ))
+        }
+        "ListCacheEntries" => {
+            let req: pb::ListCacheEntriesRequest = pb::decode(enc, &body)?;
+            let entries = svc
+                .list(&caller, &req.key, &req.restore_keys, LIST_LIMIT)
+                .await
+                .map_err(twirp_error)?;
+            Ok(reply(
+                enc,
+                &pb::ListCacheEntriesResponse {
+                    entries: entries.into_iter().map(to_entry).collect(),
+                },
+            ))
+        }
+        other => Err(TwirpError::new(
+            TwirpCode::BadRoute,
+            format!("unknown method {other} of {CACHE_SERVICE}"),
+        )),
+    }
+}
+

@@ -1,0 +1,52 @@
+//! Rendering signed blob URLs. The shape is path-style Azure
+//! (`/<account>/<container>/<blob>`) with a SAS-like query, which the Azure SDKs
+//! and OpenDAL accept without adding their own authentication.
+
+use axum::http::HeaderMap;
+use hoard_core::service::SignedRef;
+
+/// The base URL clients reach hoard at: configured, or from the request.
+pub fn base_url(public_url: Option<&str>, headers: &HeaderMap) -> String {
+    if let Some(u) = public_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(axum::http::header::HOST))
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("localhost");
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
+}
+
+pub fn signed_url(base: &str, r: &SignedRef) -> String {
+    format!(
+        "{base}/blob/cache/{}?sp={}&se={}&sig={}",
+        r.entry_id,
+        r.op.as_str(),
+        r.expires,
+        r.signature
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_from_config_or_host() {
+        let mut h = HeaderMap::new();
+        h.insert("host", "10.0.0.5:8080".parse().unwrap());
+        assert_eq!(base_url(None, &h), "http://10.0.0.5:8080");
+        assert_eq!(base_url(Some("https://cache.example/"), &h), "https://cache.example");
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        assert_eq!(base_url(None, &h), "https://10.0.0.5:8080");
+    }
+}

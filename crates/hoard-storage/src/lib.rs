@@ -1,0 +1,5 @@
+//! hoard's blob stores.
+
+pub mod local;
+
+pub use local::LocalStore;

@@ -1,0 +1,156 @@
+//! Configuration: built-in defaults, then the TOML file, then `HOARD_*` environment
+//! variables, then command-line flags. Every key is documented in
+//! docs/configuration.md.
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// Where the SQLite database, the blobs and the signing key live.
+    pub data_dir: PathBuf,
+    /// Base URL put into signed URLs; empty: from each request's Host header.
+    pub public_url: String,
+    pub signing: Signing,
+    pub uploads: Uploads,
+    pub downloads: Downloads,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Signing {
+    /// Secret for signed URLs; empty: generated once and kept in the data dir.
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Uploads {
+    /// An upload not finalized within this many seconds is reclaimed.
+    pub pending_timeout_secs: i64,
+    /// How often abandoned uploads are looked for.
+    pub reclaim_interval_secs: u64,
+    /// Lifetime of a signed upload URL.
+    pub url_ttl_secs: i64,
+    /// Largest body of one Put Block or Put Blob.
+    pub max_block_bytes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Downloads {
+    /// Lifetime of a signed download URL.
+    pub url_ttl_secs: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./hoard-data"),
+            public_url: String::new(),
+            signing: Signing::default(),
+            uploads: Uploads::default(),
+            downloads: Downloads::default(),
+        }
+    }
+}
+
+impl Default for Uploads {
+    fn default() -> Self {
+        Uploads {
+            pending_timeout_secs: 3600,
+            reclaim_interval_secs: 60,
+            url_ttl_secs: 3600,
+            max_block_bytes: 4000 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for Downloads {
+    fn default() -> Self {
+        Downloads { url_ttl_secs: 600 }
+    }
+}
+
+fn parse_env<T: std::str::FromStr>(name: &str, slot: &mut T) -> Result<()> {
+    if let Ok(v) = std::env::var(name) {
+        *slot = v
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid value"))?;
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Reads the file (if any) and applies the environment overrides.
+    pub fn load(file: Option<&Path>) -> Result<Config> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing the config file {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self) -> Result<()> {
+        parse_env("HOARD_LISTEN", &mut self.listen)?;
+        parse_env("HOARD_DATA_DIR", &mut self.data_dir)?;
+        parse_env("HOARD_PUBLIC_URL", &mut self.public_url)?;
+        parse_env("HOARD_SIGNING_SECRET", &mut self.signing.secret)?;
+        parse_env("HOARD_UPLOADS_PENDING_TIMEOUT_SECS", &mut self.uploads.pending_timeout_secs)?;
+        parse_env("HOARD_UPLOADS_RECLAIM_INTERVAL_SECS", &mut self.uploads.reclaim_interval_secs)?;
+        parse_env("HOARD_UPLOADS_URL_TTL_SECS", &mut self.uploads.url_ttl_secs)?;
+        parse_env("HOARD_UPLOADS_MAX_BLOCK_BYTES", &mut self.uploads.max_block_bytes)?;
+        parse_env("HOARD_DOWNLOADS_URL_TTL_SECS", &mut self.downloads.url_ttl_secs)?;
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.uploads.pending_timeout_secs <= 0 {
+            bail!("uploads.pending_timeout_secs must be positive");
+        }
+        if self.uploads.reclaim_interval_secs == 0 {
+            bail!("uploads.reclaim_interval_secs must be positive");
+        }
+        if self.uploads.url_ttl_secs <= 0 || self.downloads.url_ttl_secs <= 0 {
+            bail!("URL lifetimes must be positive");
+        }
+        if self.uploads.max_block_bytes == 0 {
+            bail!("uploads.max_block_bytes must be positive");
+        }
+        if !self.public_url.is_empty()
+            && !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://"))
+        {
+            bail!("public_url must start with http:// or https://");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_file() {
+        let c = Config::default();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.uploads.pending_timeout_secs, 3600);
+        let parsed: Config = toml::from_str("listen = \"0.0.0.0:9000\"\n[uploads]\npending_timeout_secs = 5\n").unwrap();
+        assert_eq!(parsed.listen, "0.0.0.0:9000");
+        assert_eq!(parsed.uploads.pending_timeout_secs, 5);
+        assert_eq!(parsed.uploads.url_ttl_secs, 3600);
+        assert!(toml::from_str::<Config>("nonsense = 1").is_err());
+    }
+}

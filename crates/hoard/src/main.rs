@@ -1,0 +1,68 @@
+//! `hoard`: a self-hosted server for the GitHub Actions cache protocol.
+
+mod config;
+mod serve;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "hoard", version, about = "Self-hosted GitHub Actions cache server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the cache server.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "HOARD_LISTEN")]
+    listen: Option<String>,
+    /// Directory for the database, blobs and signing key [default: ./hoard-data]
+    #[arg(long, env = "HOARD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Base URL clients reach hoard at, used in signed URLs [default: from each request]
+    #[arg(long, env = "HOARD_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// TOML configuration file
+    #[arg(long, env = "HOARD_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HOARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    match cli.command {
+        Command::Serve(args) => {
+            let mut config = config::Config::load(args.config.as_deref())?;
+            if let Some(v) = args.listen {
+                config.listen = v;
+            }
+            if let Some(v) = args.data_dir {
+                config.data_dir = v;
+            }
+            if let Some(v) = args.public_url {
+                config.public_url = v;
+            }
+            config.validate()?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(serve::run(config))
+        }
+    }
+}
