@@ -1,1 +1,236 @@
+//! Test harness: starts the real `hoard` binary on a free port with its own data
+//! directory, and captures what it logs.
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The binary under test: `HOARD_BIN`, else the one built next to this test.
+pub fn hoard_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("HOARD_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test> -> target/<profile>/hoard
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = profile_dir.join("hoard");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (cargo build -p hoard) or set HOARD_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A running hoard.
+pub struct Server {
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>`, no trailing slash.
+    pub url: String,
+    pub data_dir: PathBuf,
+    log: Arc<Mutex<String>>,
+    _owned_dir: Option<tempfile::TempDir>,
+    env: Vec<(String, String)>,
+}
+
+impl Server {
+    /// Starts hoard with a fresh data directory.
+    pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// Starts hoard with a fresh data directory and extra environment.
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_path_buf();
+        let mut s = Self::start_in(&path, env, "127.0.0.1:0");
+        s._owned_dir = Some(dir);
+        s
+    }
+
+    /// Starts hoard on an existing data directory (for restarts) and address.
+    pub fn start_in(data_dir: &Path, env: &[(&str, &str)], listen: &str) -> Server {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut cmd = Command::new(hoard_bin());
+        cmd.args(["serve", "--listen", listen, "--data-dir"])
+            .arg(data_dir)
+            .env_remove("HOARD_CONFIG")
+            .env("HOARD_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn hoard");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let log = log.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.split("hoard listening on ").nth(1) {
+                        let addr = rest.split(';').next().unwrap_or("").to_string();
+                        let _ = tx.send(addr);
+                    }
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("hoard did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        Server {
+            child: Some(child),
+            url: format!("http://{addr}"),
+            data_dir: data_dir.to_path_buf(),
+            log,
+            _owned_dir: None,
+            env,
+        }
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("hoard did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops this server and starts another on the same data directory, address
+    /// and environment, so URLs handed out before still point at it.
+    pub fn restart(mut self) -> Server {
+        self.stop();
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let listen = self.url.trim_start_matches("http://").to_string();
+        let mut next = Server::start_in(&self.data_dir, &env, &listen);
+        next._owned_dir = self._owned_dir.take();
+        next
+    }
+
+    /// `ACTIONS_RESULTS_URL` as a runner would set it.
+    pub fn results_url(&self) -> String {
+        format!("{}/", self.url)
+    }
+
+    pub fn twirp_url(&self, method: &str) -> String {
+        format!("{}/twirp/github.actions.results.api.v1.CacheService/{method}", self.url)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Plain-HTTP calls of the protocol, for tests that need exact control.
+pub mod client {
+    use serde_json::{json, Value};
+
+    /// A Twirp JSON call; returns status and parsed body.
+    pub async fn twirp(http: &reqwest::Client, url: &str, body: Value) -> (u16, Value) {
+        let r = http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("twirp request");
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("twirp body");
+        let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("body is not JSON: {text}"));
+        (status, v)
+    }
+
+    /// Reserves, uploads with Put Blob and finalizes; returns the entry id.
+    pub async fn save(server: &super::Server, key: &str, version: &str, data: &[u8]) -> String {
+        let http = reqwest::Client::new();
+        let (s, v) = twirp(&http, &server.twirp_url("CreateCacheEntry"), json!({"key": key, "version": version})).await;
+        assert_eq!(s, 200, "{v}");
+        let url = v["signed_upload_url"].as_str().unwrap().to_string();
+        let r = http
+            .put(&url)
+            .header("x-ms-blob-type", "BlockBlob")
+            .body(data.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        let (s, v) = twirp(
+            &http,
+            &server.twirp_url("FinalizeCacheEntryUpload"),
+            json!({"key": key, "version": version, "size_bytes": data.len().to_string()}),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        v["entry_id"].as_str().unwrap().to_string()
+    }
+
+    /// Looks a key up; returns the download URL on a hit.
+    pub async fn lookup(server: &super::Server, key: &str, version: &str) -> Option<String> {
+        let http = reqwest::Client::new();
+        let (s, v) = twirp(
+            &http,
+            &server.twirp_url("GetCacheEntryDownloadURL"),
+            json!({"key": key, "version": version}),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        if v["ok"] == json!(true) {
+            Some(v["signed_download_url"].as_str().unwrap().to_string())
+        } else {
+            None
+        }
+    }
+
+    /// Downloads a whole entry by key.
+    pub async fn restore(server: &super::Server, key: &str, version: &str) -> Option<Vec<u8>> {
+        let url = lookup(server, key, version).await?;
+        let r = reqwest::get(&url).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        Some(r.bytes().await.unwrap().to_vec())
+    }
+}
