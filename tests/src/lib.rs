@@ -52,7 +52,10 @@ impl Server {
 
     /// Starts hoard on an existing data directory (for restarts) and address.
     pub fn start_in(data_dir: &Path, env: &[(&str, &str)], listen: &str) -> Server {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut cmd = Command::new(hoard_bin());
         cmd.args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
@@ -140,7 +143,11 @@ impl Server {
     /// and environment, so URLs handed out before still point at it.
     pub fn restart(mut self) -> Server {
         self.stop();
-        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let listen = self.url.trim_start_matches("http://").to_string();
         let mut next = Server::start_in(&self.data_dir, &env, &listen);
         next._owned_dir = self._owned_dir.take();
@@ -153,7 +160,10 @@ impl Server {
     }
 
     pub fn twirp_url(&self, method: &str) -> String {
-        format!("{}/twirp/github.actions.results.api.v1.CacheService/{method}", self.url)
+        format!(
+            "{}/twirp/github.actions.results.api.v1.CacheService/{method}",
+            self.url
+        )
     }
 }
 
@@ -188,7 +198,12 @@ pub mod client {
     /// Reserves, uploads with Put Blob and finalizes; returns the entry id.
     pub async fn save(server: &super::Server, key: &str, version: &str, data: &[u8]) -> String {
         let http = reqwest::Client::new();
-        let (s, v) = twirp(&http, &server.twirp_url("CreateCacheEntry"), json!({"key": key, "version": version})).await;
+        let (s, v) = twirp(
+            &http,
+            &server.twirp_url("CreateCacheEntry"),
+            json!({"key": key, "version": version}),
+        )
+        .await;
         assert_eq!(s, 200, "{v}");
         let url = v["signed_upload_url"].as_str().unwrap().to_string();
         let r = http

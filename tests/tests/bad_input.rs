@@ -13,7 +13,10 @@ const SECRET: &str = "bad-input-test-secret";
 const V: &str = "0123456789abcdef";
 
 fn start() -> Server {
-    Server::start_with(&[("HOARD_SIGNING_SECRET", SECRET), ("HOARD_UPLOADS_MAX_BLOCK_BYTES", "1048576")])
+    Server::start_with(&[
+        ("HOARD_SIGNING_SECRET", SECRET),
+        ("HOARD_UPLOADS_MAX_BLOCK_BYTES", "1048576"),
+    ])
 }
 
 /// Signs as the server does, so expiry can be tested without waiting.
@@ -32,7 +35,11 @@ async fn twirp_raw(s: &Server, method: &str, ctype: &str, body: Vec<u8>) -> (u16
         .await
         .unwrap();
     let status = r.status().as_u16();
-    assert_eq!(r.headers()["content-type"], "application/json", "Twirp errors are JSON");
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/json",
+        "Twirp errors are JSON"
+    );
     let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).expect("JSON error body");
     (status, v)
 }
@@ -49,7 +56,12 @@ async fn azure(r: reqwest::Response) -> (u16, String, String) {
 }
 
 async fn upload_url(s: &Server, key: &str) -> String {
-    let (st, v) = twirp(&reqwest::Client::new(), &s.twirp_url("CreateCacheEntry"), json!({"key": key, "version": V})).await;
+    let (st, v) = twirp(
+        &reqwest::Client::new(),
+        &s.twirp_url("CreateCacheEntry"),
+        json!({"key": key, "version": V}),
+    )
+    .await;
     assert_eq!(st, 200);
     v["signed_upload_url"].as_str().unwrap().to_string()
 }
@@ -59,9 +71,21 @@ async fn twirp_bad_input_gets_twirp_errors() {
     let s = start();
     save(&s, "keep", V, b"precious").await;
 
-    let (st, v) = twirp_raw(&s, "CreateCacheEntry", "application/json", b"{not json".to_vec()).await;
+    let (st, v) = twirp_raw(
+        &s,
+        "CreateCacheEntry",
+        "application/json",
+        b"{not json".to_vec(),
+    )
+    .await;
     assert_eq!((st, v["code"].as_str()), (400, Some("malformed")));
-    let (st, v) = twirp_raw(&s, "CreateCacheEntry", "application/protobuf", vec![0x12, 0xff, 0x01]).await;
+    let (st, v) = twirp_raw(
+        &s,
+        "CreateCacheEntry",
+        "application/protobuf",
+        vec![0x12, 0xff, 0x01],
+    )
+    .await;
     assert_eq!((st, v["code"].as_str()), (400, Some("malformed")));
     let (st, v) = twirp_raw(&s, "NoSuchMethod", "application/json", b"{}".to_vec()).await;
     assert_eq!((st, v["code"].as_str()), (404, Some("bad_route")));
@@ -74,25 +98,60 @@ async fn twirp_bad_input_gets_twirp_errors() {
         json!({"key": "k".repeat(513), "version": V}),
         json!({"key": "k"}),
     ] {
-        let (st, v) = twirp_raw(&s, "CreateCacheEntry", "application/json", body.to_string().into_bytes()).await;
-        assert_eq!((st, v["code"].as_str()), (400, Some("invalid_argument")), "{body}");
+        let (st, v) = twirp_raw(
+            &s,
+            "CreateCacheEntry",
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(
+            (st, v["code"].as_str()),
+            (400, Some("invalid_argument")),
+            "{body}"
+        );
     }
     // The same in protobuf.
-    let pb = hoard_proto::twirp::CreateCacheEntryRequest { metadata: None, key: String::new(), version: V.into() };
-    let (st, v) = twirp_raw(&s, "CreateCacheEntry", "application/protobuf", pb.encode_to_vec()).await;
+    let pb = hoard_proto::twirp::CreateCacheEntryRequest {
+        metadata: None,
+        key: String::new(),
+        version: V.into(),
+    };
+    let (st, v) = twirp_raw(
+        &s,
+        "CreateCacheEntry",
+        "application/protobuf",
+        pb.encode_to_vec(),
+    )
+    .await;
     assert_eq!((st, v["code"].as_str()), (400, Some("invalid_argument")));
     // Too many restore keys.
     let body = json!({"key": "k", "restore_keys": vec!["r"; 10], "version": V});
-    let (st, v) = twirp_raw(&s, "GetCacheEntryDownloadURL", "application/json", body.to_string().into_bytes()).await;
+    let (st, v) = twirp_raw(
+        &s,
+        "GetCacheEntryDownloadURL",
+        "application/json",
+        body.to_string().into_bytes(),
+    )
+    .await;
     assert_eq!((st, v["code"].as_str()), (400, Some("invalid_argument")));
     // A body far larger than any cache request.
-    let (st, v) = twirp_raw(&s, "CreateCacheEntry", "application/json", vec![b' '; 1024 * 1024]).await;
+    let (st, v) = twirp_raw(
+        &s,
+        "CreateCacheEntry",
+        "application/json",
+        vec![b' '; 1024 * 1024],
+    )
+    .await;
     assert_eq!((st, v["code"].as_str()), (400, Some("malformed")));
     // GET on a Twirp route.
     let r = reqwest::get(s.twirp_url("CreateCacheEntry")).await.unwrap();
     assert_eq!(r.status().as_u16(), 404);
 
-    assert_eq!(restore(&s, "keep", V).await.as_deref(), Some(&b"precious"[..]));
+    assert_eq!(
+        restore(&s, "keep", V).await.as_deref(),
+        Some(&b"precious"[..])
+    );
 }
 
 #[tokio::test]
@@ -100,27 +159,76 @@ async fn finalize_checks_size_and_reservation() {
     let s = start();
     let http = reqwest::Client::new();
     let url = upload_url(&s, "sized").await;
-    let r = http.put(&url).header("x-ms-blob-type", "BlockBlob").body(vec![7u8; 100]).send().await.unwrap();
+    let r = http
+        .put(&url)
+        .header("x-ms-blob-type", "BlockBlob")
+        .body(vec![7u8; 100])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 201);
-    let (st, v) = twirp(&http, &s.twirp_url("FinalizeCacheEntryUpload"), json!({"key": "sized", "version": V, "size_bytes": "99"})).await;
-    assert_eq!((st, v["code"].as_str()), (400, Some("invalid_argument")), "{v}");
-    assert!(restore(&s, "sized", V).await.is_none(), "a refused finalize leaves the entry invisible");
-    let (st, v) = twirp(&http, &s.twirp_url("FinalizeCacheEntryUpload"), json!({"key": "never", "version": V, "size_bytes": "1"})).await;
+    let (st, v) = twirp(
+        &http,
+        &s.twirp_url("FinalizeCacheEntryUpload"),
+        json!({"key": "sized", "version": V, "size_bytes": "99"}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (400, Some("invalid_argument")),
+        "{v}"
+    );
+    assert!(
+        restore(&s, "sized", V).await.is_none(),
+        "a refused finalize leaves the entry invisible"
+    );
+    let (st, v) = twirp(
+        &http,
+        &s.twirp_url("FinalizeCacheEntryUpload"),
+        json!({"key": "never", "version": V, "size_bytes": "1"}),
+    )
+    .await;
     assert_eq!((st, v["code"].as_str()), (404, Some("not_found")));
     let url2 = upload_url(&s, "empty-upload").await;
     let _ = url2;
-    let (st, v) = twirp(&http, &s.twirp_url("FinalizeCacheEntryUpload"), json!({"key": "empty-upload", "version": V, "size_bytes": "0"})).await;
+    let (st, v) = twirp(
+        &http,
+        &s.twirp_url("FinalizeCacheEntryUpload"),
+        json!({"key": "empty-upload", "version": V, "size_bytes": "0"}),
+    )
+    .await;
     assert_eq!((st, v["code"].as_str()), (412, Some("failed_precondition")));
     // The right size commits, and a retry answers the same entry.
-    let (st, a) = twirp(&http, &s.twirp_url("FinalizeCacheEntryUpload"), json!({"key": "sized", "version": V, "size_bytes": "100"})).await;
+    let (st, a) = twirp(
+        &http,
+        &s.twirp_url("FinalizeCacheEntryUpload"),
+        json!({"key": "sized", "version": V, "size_bytes": "100"}),
+    )
+    .await;
     assert_eq!(st, 200);
-    let (_, b) = twirp(&http, &s.twirp_url("FinalizeCacheEntryUpload"), json!({"key": "sized", "version": V, "size_bytes": 100})).await;
+    let (_, b) = twirp(
+        &http,
+        &s.twirp_url("FinalizeCacheEntryUpload"),
+        json!({"key": "sized", "version": V, "size_bytes": 100}),
+    )
+    .await;
     assert_eq!(a["entry_id"], b["entry_id"]);
     // A second reservation of a committed key is already_exists (409).
-    let (st, v) = twirp(&http, &s.twirp_url("CreateCacheEntry"), json!({"key": "sized", "version": V})).await;
+    let (st, v) = twirp(
+        &http,
+        &s.twirp_url("CreateCacheEntry"),
+        json!({"key": "sized", "version": V}),
+    )
+    .await;
     assert_eq!((st, v["code"].as_str()), (409, Some("already_exists")));
     // Put Blob on a finalized entry is refused; the content stays.
-    let r = http.put(&url).header("x-ms-blob-type", "BlockBlob").body(vec![1u8; 100]).send().await.unwrap();
+    let r = http
+        .put(&url)
+        .header("x-ms-blob-type", "BlockBlob")
+        .body(vec![1u8; 100])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(azure(r).await.1, "BlobImmutable");
     assert_eq!(restore(&s, "sized", V).await.unwrap(), vec![7u8; 100]);
 }
@@ -134,41 +242,110 @@ async fn blob_bad_input_gets_azure_errors() {
 
     // Bad base64 block id, and one that decodes to more than 64 bytes.
     for id in ["%21%21%21", &base64_of(&[1u8; 65])] {
-        let r = http.put(format!("{url}&comp=block&blockid={id}")).body("x").send().await.unwrap();
+        let r = http
+            .put(format!("{url}&comp=block&blockid={id}"))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
         let (st, code, body) = azure(r).await;
-        assert_eq!((st, code.as_str()), (400, "InvalidQueryParameterValue"), "{body}");
-        assert!(body.starts_with("<?xml") && body.contains("<Code>InvalidQueryParameterValue</Code>"));
+        assert_eq!(
+            (st, code.as_str()),
+            (400, "InvalidQueryParameterValue"),
+            "{body}"
+        );
+        assert!(
+            body.starts_with("<?xml") && body.contains("<Code>InvalidQueryParameterValue</Code>")
+        );
     }
     // A block list naming a block never staged.
     let ok = base64_of(b"block-a");
     let ok_xml = b64(b"block-a");
-    let r = http.put(format!("{url}&comp=block&blockid={ok}")).body("abc").send().await.unwrap();
+    let r = http
+        .put(format!("{url}&comp=block&blockid={ok}"))
+        .body("abc")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 201);
     let list = format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList><Latest>{ok_xml}</Latest><Latest>{}</Latest></BlockList>", b64(b"block-b"));
-    let (st, code, _) = azure(http.put(format!("{url}&comp=blocklist")).body(list).send().await.unwrap()).await;
+    let (st, code, _) = azure(
+        http.put(format!("{url}&comp=blocklist"))
+            .body(list)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((st, code.as_str()), (400, "InvalidBlockList"));
     // Broken XML.
-    let (st, code, _) = azure(http.put(format!("{url}&comp=blocklist")).body("<BlockList><Latest>").send().await.unwrap()).await;
+    let (st, code, _) = azure(
+        http.put(format!("{url}&comp=blocklist"))
+            .body("<BlockList><Latest>")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((st, code.as_str()), (400, "InvalidXmlDocument"));
     // Put Blob without the blob type header; an unknown comp.
     let (st, code, _) = azure(http.put(&url).body("x").send().await.unwrap()).await;
     assert_eq!((st, code.as_str()), (400, "MissingRequiredHeader"));
-    let (st, code, _) = azure(http.put(format!("{url}&comp=appendblock")).body("x").send().await.unwrap()).await;
+    let (st, code, _) = azure(
+        http.put(format!("{url}&comp=appendblock"))
+            .body("x")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((st, code.as_str()), (400, "InvalidQueryParameterValue"));
     // A block over the configured limit (1 MiB here), declared and streamed.
-    let (st, code, _) = azure(http.put(format!("{url}&comp=block&blockid={ok}")).body(vec![0u8; 1024 * 1024 + 1]).send().await.unwrap()).await;
+    let (st, code, _) = azure(
+        http.put(format!("{url}&comp=block&blockid={ok}"))
+            .body(vec![0u8; 1024 * 1024 + 1])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((st, code.as_str()), (413, "RequestBodyTooLarge"));
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..5).map(|_| Ok(vec![0u8; 300 * 1024])).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..5).map(|_| Ok(vec![0u8; 300 * 1024])).collect();
     let streamed = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
-    let (st, code, _) = azure(http.put(format!("{url}&comp=block&blockid={ok}")).body(streamed).send().await.unwrap()).await;
+    let (st, code, _) = azure(
+        http.put(format!("{url}&comp=block&blockid={ok}"))
+            .body(streamed)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((st, code.as_str()), (413, "RequestBodyTooLarge"));
     // The earlier block of that id is intact: commit it alone and read it back.
     let list = format!("<BlockList><Latest>{ok_xml}</Latest></BlockList>");
-    assert_eq!(http.put(format!("{url}&comp=blocklist")).body(list).send().await.unwrap().status().as_u16(), 201);
-    let (st, _) = twirp(&http, &s.twirp_url("FinalizeCacheEntryUpload"), json!({"key": "blocks", "version": V, "size_bytes": "3"})).await;
+    assert_eq!(
+        http.put(format!("{url}&comp=blocklist"))
+            .body(list)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        201
+    );
+    let (st, _) = twirp(
+        &http,
+        &s.twirp_url("FinalizeCacheEntryUpload"),
+        json!({"key": "blocks", "version": V, "size_bytes": "3"}),
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(restore(&s, "blocks", V).await.as_deref(), Some(&b"abc"[..]));
-    assert_eq!(restore(&s, "keep", V).await.as_deref(), Some(&b"precious"[..]));
+    assert_eq!(
+        restore(&s, "keep", V).await.as_deref(),
+        Some(&b"precious"[..])
+    );
 }
 
 #[tokio::test]
@@ -189,7 +366,13 @@ async fn ranges_and_signatures() {
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"234");
     let r = get("bytes=7-").await;
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"789");
-    let r = http.get(&url).header("x-ms-range", "bytes=0-0").header("range", "bytes=5-5").send().await.unwrap();
+    let r = http
+        .get(&url)
+        .header("x-ms-range", "bytes=0-0")
+        .header("range", "bytes=5-5")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"0", "x-ms-range wins");
     let (st, code, _) = azure(get("bytes=10-").await).await;
     assert_eq!((st, code.as_str()), (416, "InvalidRange"));
@@ -203,13 +386,21 @@ async fn ranges_and_signatures() {
     let base = format!("{}/blob/cache/{id}", s.url);
     let far = 4_000_000_000i64;
     let good = sign("r", id, far);
-    assert_eq!(http.get(format!("{base}?sp=r&se={far}&sig={good}")).send().await.unwrap().status().as_u16(), 200);
+    assert_eq!(
+        http.get(format!("{base}?sp=r&se={far}&sig={good}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
     let mut tampered = good.clone().into_bytes();
     tampered[10] = if tampered[10] == b'0' { b'1' } else { b'0' };
     let tampered = String::from_utf8(tampered).unwrap();
     let expired = 1_000_000_000i64;
     for bad in [
-        format!("{base}"),
+        base.clone(),
         format!("{base}?sp=r&se={far}"),
         format!("{base}?sp=r&se={far}&sig={tampered}"),
         format!("{base}?sp=r&se={}&sig={good}", far + 1),
@@ -221,9 +412,20 @@ async fn ranges_and_signatures() {
         assert_eq!((st, code.as_str()), (403, "AuthenticationFailed"), "{bad}");
     }
     // A download URL cannot upload.
-    let (st, code, _) = azure(http.put(&url).header("x-ms-blob-type", "BlockBlob").body("x").send().await.unwrap()).await;
+    let (st, code, _) = azure(
+        http.put(&url)
+            .header("x-ms-blob-type", "BlockBlob")
+            .body("x")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((st, code.as_str()), (403, "AuthenticationFailed"));
-    assert_eq!(restore(&s, "ranged", V).await.as_deref(), Some(&b"0123456789"[..]));
+    assert_eq!(
+        restore(&s, "ranged", V).await.as_deref(),
+        Some(&b"0123456789"[..])
+    );
 }
 
 #[tokio::test]
@@ -233,7 +435,8 @@ async fn body_longer_than_declared_stores_only_the_declared_bytes() {
     let path = url.split_once("127.0.0.1").unwrap().1;
     let (port, rest) = path[1..].split_once('/').unwrap();
     let mut tcp = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
-    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
     let req = format!(
         "PUT /{rest} HTTP/1.1\r\nHost: 127.0.0.1\r\nx-ms-blob-type: BlockBlob\r\nContent-Length: 5\r\n\r\nhelloEXTRA-BYTES-NOT-A-REQUEST\r\n\r\n"
     );
@@ -245,9 +448,17 @@ async fn body_longer_than_declared_stores_only_the_declared_bytes() {
     // The trailing bytes are not a request: the connection is answered 400 or closed.
     let second = answer.matches("HTTP/1.1 ").count();
     assert!(second == 1 || answer.contains("HTTP/1.1 400"), "{answer}");
-    let (st, v) = twirp(&reqwest::Client::new(), &s.twirp_url("FinalizeCacheEntryUpload"), json!({"key": "declared", "version": V, "size_bytes": "5"})).await;
+    let (st, v) = twirp(
+        &reqwest::Client::new(),
+        &s.twirp_url("FinalizeCacheEntryUpload"),
+        json!({"key": "declared", "version": V, "size_bytes": "5"}),
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
-    assert_eq!(restore(&s, "declared", V).await.as_deref(), Some(&b"hello"[..]));
+    assert_eq!(
+        restore(&s, "declared", V).await.as_deref(),
+        Some(&b"hello"[..])
+    );
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -257,6 +468,8 @@ fn b64(bytes: &[u8]) -> String {
 
 /// Base64 as it goes in a query string.
 fn base64_of(bytes: &[u8]) -> String {
-    b64(bytes).replace('+', "%2B").replace('/', "%2F").replace('=', "%3D")
+    b64(bytes)
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
 }
-

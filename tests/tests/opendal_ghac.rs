@@ -29,9 +29,14 @@ async fn write_read_stat_small_and_large() {
     let op = operator(&server);
 
     let small = random(1024);
-    op.write("objects/small", small.clone()).await.expect("write 1 KiB");
+    op.write("objects/small", small.clone())
+        .await
+        .expect("write 1 KiB");
     assert_eq!(op.read("objects/small").await.unwrap().to_vec(), small);
-    assert_eq!(op.stat("objects/small").await.unwrap().content_length(), 1024);
+    assert_eq!(
+        op.stat("objects/small").await.unwrap().content_length(),
+        1024
+    );
 
     // 50 MiB through the block path: 8 MiB blocks, 4 in flight.
     let large = random(50 * 1024 * 1024);
@@ -45,7 +50,10 @@ async fn write_read_stat_small_and_large() {
         w.write(piece.to_vec()).await.expect("write piece");
     }
     w.close().await.expect("close");
-    assert_eq!(op.stat("objects/large").await.unwrap().content_length(), large.len() as u64);
+    assert_eq!(
+        op.stat("objects/large").await.unwrap().content_length(),
+        large.len() as u64
+    );
     let back = op.read("objects/large").await.unwrap().to_vec();
     assert!(back == large, "50 MiB read back differs");
     let mid = op
@@ -61,6 +69,9 @@ async fn write_read_stat_small_and_large() {
     assert_eq!(err.kind(), opendal::ErrorKind::NotFound);
     // Writing an existing key again fails cleanly and leaves the content.
     let again = op.write("objects/small", random(1024)).await;
-    assert!(again.is_err(), "a second write of a saved key must be refused");
+    assert!(
+        again.is_err(),
+        "a second write of a saved key must be refused"
+    );
     assert_eq!(op.read("objects/small").await.unwrap().to_vec(), small);
 }

@@ -18,22 +18,61 @@ async fn entries_and_pending_uploads_survive_a_restart() {
     let server = Server::start();
     save(&server, "committed", V, b"kept across restarts").await;
     let http = reqwest::Client::new();
-    let (_, v) = twirp(&http, &server.twirp_url("CreateCacheEntry"), json!({"key": "pending", "version": V})).await;
+    let (_, v) = twirp(
+        &http,
+        &server.twirp_url("CreateCacheEntry"),
+        json!({"key": "pending", "version": V}),
+    )
+    .await;
     let upload = v["signed_upload_url"].as_str().unwrap().to_string();
-    let r = http.put(format!("{upload}&comp=block&blockid={}", b64("b1"))).body("first-").send().await.unwrap();
+    let r = http
+        .put(format!("{upload}&comp=block&blockid={}", b64("b1")))
+        .body("first-")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 201);
 
     let server = server.restart();
     assert!(server.log().contains("hoard listening on"));
-    assert_eq!(restore(&server, "committed", V).await.as_deref(), Some(&b"kept across restarts"[..]));
+    assert_eq!(
+        restore(&server, "committed", V).await.as_deref(),
+        Some(&b"kept across restarts"[..])
+    );
     // The upload URL still works (the signing key is kept in the data dir): resume.
-    let r = http.put(format!("{upload}&comp=block&blockid={}", b64("b2"))).body("second").send().await.unwrap();
+    let r = http
+        .put(format!("{upload}&comp=block&blockid={}", b64("b2")))
+        .body("second")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 201);
-    let list = format!("<BlockList><Latest>{}</Latest><Latest>{}</Latest></BlockList>", b64("b1"), b64("b2"));
-    assert_eq!(http.put(format!("{upload}&comp=blocklist")).body(list).send().await.unwrap().status().as_u16(), 201);
-    let (st, _) = twirp(&http, &server.twirp_url("FinalizeCacheEntryUpload"), json!({"key": "pending", "version": V, "size_bytes": "12"})).await;
+    let list = format!(
+        "<BlockList><Latest>{}</Latest><Latest>{}</Latest></BlockList>",
+        b64("b1"),
+        b64("b2")
+    );
+    assert_eq!(
+        http.put(format!("{upload}&comp=blocklist"))
+            .body(list)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        201
+    );
+    let (st, _) = twirp(
+        &http,
+        &server.twirp_url("FinalizeCacheEntryUpload"),
+        json!({"key": "pending", "version": V, "size_bytes": "12"}),
+    )
+    .await;
     assert_eq!(st, 200);
-    assert_eq!(restore(&server, "pending", V).await.as_deref(), Some(&b"first-second"[..]));
+    assert_eq!(
+        restore(&server, "pending", V).await.as_deref(),
+        Some(&b"first-second"[..])
+    );
 }
 
 #[tokio::test]
@@ -43,21 +82,49 @@ async fn abandoned_uploads_are_reclaimed() {
         ("HOARD_UPLOADS_RECLAIM_INTERVAL_SECS", "1"),
     ]);
     let http = reqwest::Client::new();
-    let (_, v) = twirp(&http, &server.twirp_url("CreateCacheEntry"), json!({"key": "abandoned", "version": V})).await;
+    let (_, v) = twirp(
+        &http,
+        &server.twirp_url("CreateCacheEntry"),
+        json!({"key": "abandoned", "version": V}),
+    )
+    .await;
     let upload = v["signed_upload_url"].as_str().unwrap().to_string();
-    let id = upload.split("/blob/cache/").nth(1).unwrap().split('?').next().unwrap().to_string();
-    let r = http.put(format!("{upload}&comp=block&blockid={}", b64("b1"))).body(vec![1u8; 4096]).send().await.unwrap();
+    let id = upload
+        .split("/blob/cache/")
+        .nth(1)
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = http
+        .put(format!("{upload}&comp=block&blockid={}", b64("b1")))
+        .body(vec![1u8; 4096])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 201);
     let staged = server.data_dir.join("blobs/objects/entries").join(&id);
     assert!(staged.exists(), "the staged block is on disk");
 
     assert!(server.wait_for_log("reclaimed abandoned uploads", Duration::from_secs(10)));
-    assert!(!staged.exists(), "the staged block is deleted with the upload");
+    assert!(
+        !staged.exists(),
+        "the staged block is deleted with the upload"
+    );
     // The upload URL no longer accepts blocks, and the key can be saved afresh.
-    let r = http.put(format!("{upload}&comp=block&blockid={}", b64("b2"))).body("x").send().await.unwrap();
+    let r = http
+        .put(format!("{upload}&comp=block&blockid={}", b64("b2")))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 404);
     save(&server, "abandoned", V, b"fresh").await;
-    assert_eq!(restore(&server, "abandoned", V).await.as_deref(), Some(&b"fresh"[..]));
+    assert_eq!(
+        restore(&server, "abandoned", V).await.as_deref(),
+        Some(&b"fresh"[..])
+    );
 }
 
 #[tokio::test]
@@ -76,6 +143,10 @@ async fn sigterm_lets_a_download_in_flight_finish() {
     while let Some(chunk) = response.chunk().await.unwrap() {
         got.extend_from_slice(&chunk);
     }
-    assert_eq!(stopper.join().unwrap(), Some(0), "hoard exits 0 after SIGTERM");
+    assert_eq!(
+        stopper.join().unwrap(),
+        Some(0),
+        "hoard exits 0 after SIGTERM"
+    );
     assert!(got == data, "the download finished whole");
 }

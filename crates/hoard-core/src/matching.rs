@@ -9,8 +9,12 @@ use crate::store::{MetaStore, StoreError};
 /// The two questions matching asks of a store, per scope and version.
 #[async_trait::async_trait]
 pub trait MatchSource: Sync {
-    async fn exact(&self, scope: &str, version: &str, key: &str)
-        -> Result<Option<Entry>, StoreError>;
+    async fn exact(
+        &self,
+        scope: &str,
+        version: &str,
+        key: &str,
+    ) -> Result<Option<Entry>, StoreError>;
     async fn newest_with_prefix(
         &self,
         scope: &str,
@@ -53,7 +57,9 @@ impl MatchSource for InNamespace<'_> {
         version: &str,
         key: &str,
     ) -> Result<Option<Entry>, StoreError> {
-        self.store.find_exact(self.namespace, scope, version, key).await
+        self.store
+            .find_exact(self.namespace, scope, version, key)
+            .await
     }
 
     async fn newest_with_prefix(
@@ -120,7 +126,10 @@ pub mod table {
     pub const CASES: &[Case] = &[
         Case {
             name: "exact key",
-            entries: &[("main", "npm-abc", "v1", 1), ("main", "npm-abcdef", "v1", 2)],
+            entries: &[
+                ("main", "npm-abc", "v1", 1),
+                ("main", "npm-abcdef", "v1", 2),
+            ],
             scopes: &["main"],
             version: "v1",
             keys: &["npm-abc"],
@@ -128,7 +137,11 @@ pub mod table {
         },
         Case {
             name: "prefix picks the newest",
-            entries: &[("main", "npm-1", "v1", 1), ("main", "npm-2", "v1", 3), ("main", "npm-3", "v1", 2)],
+            entries: &[
+                ("main", "npm-1", "v1", 1),
+                ("main", "npm-2", "v1", 3),
+                ("main", "npm-3", "v1", 2),
+            ],
             scopes: &["main"],
             version: "v1",
             keys: &["npm-"],
@@ -160,7 +173,10 @@ pub mod table {
         },
         Case {
             name: "scopes in order, first scope with a match wins",
-            entries: &[("main", "k-main", "v1", 9), ("feature", "k-feature", "v1", 1)],
+            entries: &[
+                ("main", "k-main", "v1", 9),
+                ("feature", "k-feature", "v1", 1),
+            ],
             scopes: &["feature", "main"],
             version: "v1",
             keys: &["k-"],
@@ -200,7 +216,11 @@ pub mod table {
         },
         Case {
             name: "unicode keys and prefixes",
-            entries: &[("main", "ключ-1", "v1", 1), ("main", "ключ-2", "v1", 2), ("main", "ключ\u{10FFFF}", "v1", 3)],
+            entries: &[
+                ("main", "ключ-1", "v1", 1),
+                ("main", "ключ-2", "v1", 2),
+                ("main", "ключ\u{10FFFF}", "v1", 3),
+            ],
             scopes: &["main"],
             version: "v1",
             keys: &["ключ-"],

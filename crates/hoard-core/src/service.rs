@@ -206,7 +206,11 @@ impl CacheService {
 
     /// A signed download reference for a committed entry.
     pub fn download_ref(&self, entry_id: i64) -> SignedRef {
-        self.signed(Operation::Download, entry_id, self.config.download_url_ttl_secs)
+        self.signed(
+            Operation::Download,
+            entry_id,
+            self.config.download_url_ttl_secs,
+        )
     }
 
     /// DeleteCacheEntry: removes the caller's committed entries with this key.
@@ -247,7 +251,9 @@ impl CacheService {
     /// An upload that still accepts bytes.
     async fn open_upload(&self, entry_id: i64) -> Result<Entry, CoreError> {
         match self.meta.entry(entry_id).await? {
-            None => Err(CoreError::NotFound("the upload does not exist or was reclaimed".into())),
+            None => Err(CoreError::NotFound(
+                "the upload does not exist or was reclaimed".into(),
+            )),
             Some(e) if e.state == EntryState::Committed => Err(CoreError::Immutable(
                 "the entry is finalized; its content cannot change".into(),
             )),
@@ -262,7 +268,11 @@ impl CacheService {
         kind: &str,
         body: ByteStream,
     ) -> Result<StoredObject, CoreError> {
-        let name = format!("{}/{kind}-{}", entry_prefix(entry_id), uuid::Uuid::new_v4().simple());
+        let name = format!(
+            "{}/{kind}-{}",
+            entry_prefix(entry_id),
+            uuid::Uuid::new_v4().simple()
+        );
         let max = self.config.max_block_bytes;
         let state = Arc::new(Mutex::new((Sha256::new(), 0u64)));
         let tap = state.clone();
@@ -333,7 +343,9 @@ impl CacheService {
                 self.delete_objects(&[stored.object]).await;
                 // Tell the client why: finalized meanwhile, or reclaimed.
                 self.open_upload(entry_id).await?;
-                Err(CoreError::NotFound("the upload no longer accepts blocks".into()))
+                Err(CoreError::NotFound(
+                    "the upload no longer accepts blocks".into(),
+                ))
             }
             Err(e) => {
                 self.delete_objects(&[stored.object]).await;
@@ -367,7 +379,11 @@ impl CacheService {
     }
 
     /// Put Block List: the listed staged blocks, in order, become the blob.
-    pub async fn put_block_list(&self, entry_id: i64, block_ids: &[String]) -> Result<u64, CoreError> {
+    pub async fn put_block_list(
+        &self,
+        entry_id: i64,
+        block_ids: &[String],
+    ) -> Result<u64, CoreError> {
         if block_ids.len() > self.config.max_blocks {
             return Err(CoreError::InvalidArgument(format!(
                 "the block list names {} blocks; at most {} are allowed",

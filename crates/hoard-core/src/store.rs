@@ -32,7 +32,10 @@ pub enum BlobError {
 pub enum Reservation {
     /// Reserved as a new entry; `replaced` is an abandoned upload it took over,
     /// whose objects are to be deleted.
-    Created { id: i64, replaced: Option<i64> },
+    Created {
+        id: i64,
+        replaced: Option<i64>,
+    },
     Taken,
 }
 
@@ -49,9 +52,14 @@ pub enum Staged {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlobCommit {
     /// Committed; objects no part refers to any more, to delete.
-    Ok { size: i64, unused: Vec<String> },
+    Ok {
+        size: i64,
+        unused: Vec<String>,
+    },
     /// The same block list was committed and finalized before: nothing changed.
-    AlreadyCommitted { size: i64 },
+    AlreadyCommitted {
+        size: i64,
+    },
     /// The entry is finalized with other content.
     Immutable,
     /// A block id in the list was never staged.
@@ -63,7 +71,9 @@ pub enum BlobCommit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finalized {
     Ok(i64),
-    SizeMismatch { expected: i64 },
+    SizeMismatch {
+        expected: i64,
+    },
     /// Reserved, but no blob has been committed yet.
     NoBlob,
     NotFound,

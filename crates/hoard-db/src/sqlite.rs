@@ -6,7 +6,9 @@ use crate::keys::prefix_upper_bound;
 use async_trait::async_trait;
 use hoard_core::model::{blob_hash, Entry, EntryState, Part, StoredObject};
 use hoard_core::store::{BlobCommit, Finalized, MetaStore, Reservation, Staged, StoreError};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -298,13 +300,14 @@ impl MetaStore for SqliteStore {
         // An object a committed (not yet finalized) block list still uses stays.
         let replaced = match old {
             Some(o) => {
-                let used: Option<i64> =
-                    sqlx::query_scalar("SELECT 1 FROM parts WHERE entry_id = ? AND object = ? LIMIT 1")
-                        .bind(entry_id)
-                        .bind(&o)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(backend)?;
+                let used: Option<i64> = sqlx::query_scalar(
+                    "SELECT 1 FROM parts WHERE entry_id = ? AND object = ? LIMIT 1",
+                )
+                .bind(entry_id)
+                .bind(&o)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
                 used.is_none().then_some(o)
             }
             None => None,
@@ -343,16 +346,24 @@ impl MetaStore for SqliteStore {
             }
             Some(_) => {}
         }
-        let staged: Vec<(String, String, i64, String)> = sqlx::query_as(
-            "SELECT block_id, object, size, sha256 FROM blocks WHERE entry_id = ?",
-        )
-        .bind(entry_id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let staged: Vec<(String, String, i64, String)> =
+            sqlx::query_as("SELECT block_id, object, size, sha256 FROM blocks WHERE entry_id = ?")
+                .bind(entry_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
         let staged: HashMap<String, BlockRow> = staged
             .into_iter()
-            .map(|(id, object, size, sha256)| (id, BlockRow { object, size, sha256 }))
+            .map(|(id, object, size, sha256)| {
+                (
+                    id,
+                    BlockRow {
+                        object,
+                        size,
+                        sha256,
+                    },
+                )
+            })
             .collect();
         let mut parts = Vec::with_capacity(block_ids.len());
         for id in block_ids {
@@ -361,7 +372,12 @@ impl MetaStore for SqliteStore {
                 None => return Ok(BlobCommit::UnknownBlock(id.clone())),
             }
         }
-        let old_parts = object_names(&mut tx, "SELECT object FROM parts WHERE entry_id = ?", entry_id).await?;
+        let old_parts = object_names(
+            &mut tx,
+            "SELECT object FROM parts WHERE entry_id = ?",
+            entry_id,
+        )
+        .await?;
         sqlx::query("DELETE FROM parts WHERE entry_id = ?")
             .bind(entry_id)
             .execute(&mut *tx)
@@ -413,10 +429,24 @@ impl MetaStore for SqliteStore {
             Some((EntryState::Committed, _)) => return Ok(BlobCommit::Immutable),
             Some(_) => {}
         }
-        let mut unused =
-            object_names(&mut tx, "SELECT object FROM parts WHERE entry_id = ?", entry_id).await?;
-        unused.extend(object_names(&mut tx, "SELECT object FROM blocks WHERE entry_id = ?", entry_id).await?);
-        for table in ["DELETE FROM parts WHERE entry_id = ?", "DELETE FROM blocks WHERE entry_id = ?"] {
+        let mut unused = object_names(
+            &mut tx,
+            "SELECT object FROM parts WHERE entry_id = ?",
+            entry_id,
+        )
+        .await?;
+        unused.extend(
+            object_names(
+                &mut tx,
+                "SELECT object FROM blocks WHERE entry_id = ?",
+                entry_id,
+            )
+            .await?,
+        );
+        for table in [
+            "DELETE FROM parts WHERE entry_id = ?",
+            "DELETE FROM blocks WHERE entry_id = ?",
+        ] {
             sqlx::query(table)
                 .bind(entry_id)
                 .execute(&mut *tx)
@@ -577,22 +607,26 @@ impl MetaStore for SqliteStore {
             }
             qb.push(")");
         }
-        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(limit);
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(limit);
         let rows = qb.build().fetch_all(&self.read).await.map_err(backend)?;
         rows.iter().map(entry_from_row).collect()
     }
 
     async fn parts(&self, entry_id: i64) -> Result<Vec<Part>, StoreError> {
-        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
-            "SELECT start, size, object FROM parts WHERE entry_id = ? ORDER BY idx",
-        )
-        .bind(entry_id)
-        .fetch_all(&self.read)
-        .await
-        .map_err(backend)?;
+        let rows: Vec<(i64, i64, String)> =
+            sqlx::query_as("SELECT start, size, object FROM parts WHERE entry_id = ? ORDER BY idx")
+                .bind(entry_id)
+                .fetch_all(&self.read)
+                .await
+                .map_err(backend)?;
         Ok(rows
             .into_iter()
-            .map(|(offset, size, object)| Part { offset, size, object })
+            .map(|(offset, size, object)| Part {
+                offset,
+                size,
+                object,
+            })
             .collect())
     }
 
@@ -630,12 +664,14 @@ impl MetaStore for SqliteStore {
     async fn touch(&self, accesses: &[(i64, i64)]) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         for (id, at) in accesses {
-            sqlx::query("UPDATE entries SET last_accessed_at = max(last_accessed_at, ?) WHERE id = ?")
-                .bind(at)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            sqlx::query(
+                "UPDATE entries SET last_accessed_at = max(last_accessed_at, ?) WHERE id = ?",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(())

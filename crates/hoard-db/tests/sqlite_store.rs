@@ -7,7 +7,9 @@ use hoard_db::SqliteStore;
 
 async fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open(&dir.path().join("meta.db")).await.unwrap();
+    let s = SqliteStore::open(&dir.path().join("meta.db"))
+        .await
+        .unwrap();
     (dir, s)
 }
 
@@ -29,7 +31,10 @@ async fn matching_table_holds_on_sqlite() {
                 .unwrap();
         }
         let scopes: Vec<String> = case.scopes.iter().map(|x| x.to_string()).collect();
-        let src = InNamespace { store: &s, namespace: "ns" };
+        let src = InNamespace {
+            store: &s,
+            namespace: "ns",
+        };
         let got = find_match(&src, &scopes, case.version, case.keys)
             .await
             .unwrap()
@@ -37,8 +42,16 @@ async fn matching_table_holds_on_sqlite() {
         let want = case.expect.map(|(a, b)| (a.to_string(), b.to_string()));
         assert_eq!(got, want, "case: {}", case.name);
         // Another namespace never sees these entries.
-        let other = InNamespace { store: &s, namespace: "other" };
-        assert_eq!(find_match(&other, &scopes, case.version, case.keys).await.unwrap(), None);
+        let other = InNamespace {
+            store: &s,
+            namespace: "other",
+        };
+        assert_eq!(
+            find_match(&other, &scopes, case.version, case.keys)
+                .await
+                .unwrap(),
+            None
+        );
     }
 }
 
@@ -50,10 +63,19 @@ async fn reservation_is_exclusive_until_stale() {
     else {
         panic!("first reservation must succeed")
     };
-    assert_eq!(s.reserve("ns", "main", "k", "v", 1001, 0).await.unwrap(), Reservation::Taken);
+    assert_eq!(
+        s.reserve("ns", "main", "k", "v", 1001, 0).await.unwrap(),
+        Reservation::Taken
+    );
     // Another scope or version is another entry.
-    assert!(matches!(s.reserve("ns", "feat", "k", "v", 1001, 0).await.unwrap(), Reservation::Created { .. }));
-    assert!(matches!(s.reserve("ns", "main", "k", "v2", 1001, 0).await.unwrap(), Reservation::Created { .. }));
+    assert!(matches!(
+        s.reserve("ns", "feat", "k", "v", 1001, 0).await.unwrap(),
+        Reservation::Created { .. }
+    ));
+    assert!(matches!(
+        s.reserve("ns", "main", "k", "v2", 1001, 0).await.unwrap(),
+        Reservation::Created { .. }
+    ));
     // Once the first is older than the stale bound it is taken over.
     match s.reserve("ns", "main", "k", "v", 5000, 2000).await.unwrap() {
         Reservation::Created { replaced, .. } => assert_eq!(replaced, Some(id)),
@@ -64,24 +86,40 @@ async fn reservation_is_exclusive_until_stale() {
 #[tokio::test]
 async fn blocks_commit_in_list_order_and_finalize_checks_size() {
     let (_dir, s) = store().await;
-    let Reservation::Created { id, .. } = s.reserve("ns", "main", "k", "v", 1, 0).await.unwrap() else {
+    let Reservation::Created { id, .. } = s.reserve("ns", "main", "k", "v", 1, 0).await.unwrap()
+    else {
         panic!()
     };
-    assert_eq!(s.stage_block(id, "Qg==", &obj("b1", 5)).await.unwrap(), Staged::Ok { replaced: None });
-    assert_eq!(s.stage_block(id, "QQ==", &obj("a1", 3)).await.unwrap(), Staged::Ok { replaced: None });
+    assert_eq!(
+        s.stage_block(id, "Qg==", &obj("b1", 5)).await.unwrap(),
+        Staged::Ok { replaced: None }
+    );
+    assert_eq!(
+        s.stage_block(id, "QQ==", &obj("a1", 3)).await.unwrap(),
+        Staged::Ok { replaced: None }
+    );
     // A retried block replaces the earlier object.
     assert_eq!(
         s.stage_block(id, "QQ==", &obj("a2", 3)).await.unwrap(),
-        Staged::Ok { replaced: Some("a1".into()) }
+        Staged::Ok {
+            replaced: Some("a1".into())
+        }
     );
-    assert_eq!(s.stage_block(id, "Qw==", &obj("c1", 7)).await.unwrap(), Staged::Ok { replaced: None });
+    assert_eq!(
+        s.stage_block(id, "Qw==", &obj("c1", 7)).await.unwrap(),
+        Staged::Ok { replaced: None }
+    );
     assert_eq!(
         s.commit_block_list(id, &["Wg==".into()], 2).await.unwrap(),
         BlobCommit::UnknownBlock("Wg==".into())
     );
     // Not visible before finalize.
     assert_eq!(s.find_exact("ns", "main", "v", "k").await.unwrap(), None);
-    match s.commit_block_list(id, &["QQ==".into(), "Qg==".into()], 2).await.unwrap() {
+    match s
+        .commit_block_list(id, &["QQ==".into(), "Qg==".into()], 2)
+        .await
+        .unwrap()
+    {
         BlobCommit::Ok { size, unused } => {
             assert_eq!(size, 8);
             assert_eq!(unused, vec!["c1".to_string()]);
@@ -90,35 +128,68 @@ async fn blocks_commit_in_list_order_and_finalize_checks_size() {
     }
     let parts = s.parts(id).await.unwrap();
     assert_eq!(
-        parts.iter().map(|p| (p.offset, p.size, p.object.as_str())).collect::<Vec<_>>(),
+        parts
+            .iter()
+            .map(|p| (p.offset, p.size, p.object.as_str()))
+            .collect::<Vec<_>>(),
         vec![(0, 3, "a2"), (3, 5, "b1")]
     );
-    assert_eq!(s.finalize("ns", "main", "k", "v", 9, 3).await.unwrap(), Finalized::SizeMismatch { expected: 8 });
-    assert_eq!(s.find_exact("ns", "main", "v", "k").await.unwrap(), None);
-    assert_eq!(s.finalize("ns", "main", "k", "v", 8, 3).await.unwrap(), Finalized::Ok(id));
-    // Retried finalize and block list answer the same; other content is refused.
-    assert_eq!(s.finalize("ns", "main", "k", "v", 8, 4).await.unwrap(), Finalized::Ok(id));
     assert_eq!(
-        s.commit_block_list(id, &["QQ==".into(), "Qg==".into()], 4).await.unwrap(),
+        s.finalize("ns", "main", "k", "v", 9, 3).await.unwrap(),
+        Finalized::SizeMismatch { expected: 8 }
+    );
+    assert_eq!(s.find_exact("ns", "main", "v", "k").await.unwrap(), None);
+    assert_eq!(
+        s.finalize("ns", "main", "k", "v", 8, 3).await.unwrap(),
+        Finalized::Ok(id)
+    );
+    // Retried finalize and block list answer the same; other content is refused.
+    assert_eq!(
+        s.finalize("ns", "main", "k", "v", 8, 4).await.unwrap(),
+        Finalized::Ok(id)
+    );
+    assert_eq!(
+        s.commit_block_list(id, &["QQ==".into(), "Qg==".into()], 4)
+            .await
+            .unwrap(),
         BlobCommit::AlreadyCommitted { size: 8 }
     );
-    assert_eq!(s.commit_block_list(id, &["QQ==".into()], 4).await.unwrap(), BlobCommit::Immutable);
-    assert_eq!(s.stage_block(id, "QQ==", &obj("a3", 3)).await.unwrap(), Staged::NotPending);
-    assert_eq!(s.commit_single(id, &obj("z", 1), 4).await.unwrap(), BlobCommit::Immutable);
+    assert_eq!(
+        s.commit_block_list(id, &["QQ==".into()], 4).await.unwrap(),
+        BlobCommit::Immutable
+    );
+    assert_eq!(
+        s.stage_block(id, "QQ==", &obj("a3", 3)).await.unwrap(),
+        Staged::NotPending
+    );
+    assert_eq!(
+        s.commit_single(id, &obj("z", 1), 4).await.unwrap(),
+        BlobCommit::Immutable
+    );
     let e = s.find_exact("ns", "main", "v", "k").await.unwrap().unwrap();
     assert_eq!((e.id, e.size, e.state), (id, 8, EntryState::Committed));
     assert!(e.hash.starts_with("sha256-parts:"));
-    assert_eq!(s.reserve("ns", "main", "k", "v", 10, 9).await.unwrap(), Reservation::Taken);
+    assert_eq!(
+        s.reserve("ns", "main", "k", "v", 10, 9).await.unwrap(),
+        Reservation::Taken
+    );
 }
 
 #[tokio::test]
 async fn put_blob_replaces_staged_blocks_and_finalize_needs_a_blob() {
     let (_dir, s) = store().await;
-    let Reservation::Created { id, .. } = s.reserve("ns", "main", "k", "v", 1, 0).await.unwrap() else {
+    let Reservation::Created { id, .. } = s.reserve("ns", "main", "k", "v", 1, 0).await.unwrap()
+    else {
         panic!()
     };
-    assert_eq!(s.finalize("ns", "main", "k", "v", 0, 2).await.unwrap(), Finalized::NoBlob);
-    assert_eq!(s.finalize("ns", "main", "nope", "v", 0, 2).await.unwrap(), Finalized::NotFound);
+    assert_eq!(
+        s.finalize("ns", "main", "k", "v", 0, 2).await.unwrap(),
+        Finalized::NoBlob
+    );
+    assert_eq!(
+        s.finalize("ns", "main", "nope", "v", 0, 2).await.unwrap(),
+        Finalized::NotFound
+    );
     s.stage_block(id, "QQ==", &obj("a", 3)).await.unwrap();
     match s.commit_single(id, &obj("whole", 10), 2).await.unwrap() {
         BlobCommit::Ok { size, unused } => {
@@ -127,7 +198,10 @@ async fn put_blob_replaces_staged_blocks_and_finalize_needs_a_blob() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(s.finalize("ns", "main", "k", "v", 10, 2).await.unwrap(), Finalized::Ok(id));
+    assert_eq!(
+        s.finalize("ns", "main", "k", "v", 10, 2).await.unwrap(),
+        Finalized::Ok(id)
+    );
     let e = s.entry(id).await.unwrap().unwrap();
     assert_eq!(e.hash, format!("sha256:{}", "00".repeat(32)));
 }
@@ -135,13 +209,20 @@ async fn put_blob_replaces_staged_blocks_and_finalize_needs_a_blob() {
 #[tokio::test]
 async fn stale_uploads_are_deleted_committed_entries_stay() {
     let (_dir, s) = store().await;
-    let Reservation::Created { id: old, .. } = s.reserve("ns", "main", "a", "v", 1, 0).await.unwrap() else {
+    let Reservation::Created { id: old, .. } =
+        s.reserve("ns", "main", "a", "v", 1, 0).await.unwrap()
+    else {
         panic!()
     };
-    let Reservation::Created { id: fresh, .. } = s.reserve("ns", "main", "b", "v", 100, 0).await.unwrap() else {
+    let Reservation::Created { id: fresh, .. } =
+        s.reserve("ns", "main", "b", "v", 100, 0).await.unwrap()
+    else {
         panic!()
     };
-    let kept = s.insert_committed("ns", "main", "c", "v", 1, "o", 1).await.unwrap();
+    let kept = s
+        .insert_committed("ns", "main", "c", "v", 1, "o", 1)
+        .await
+        .unwrap();
     assert_eq!(s.delete_stale_uploads(50, 10).await.unwrap(), vec![old]);
     assert!(s.entry(old).await.unwrap().is_none());
     assert!(s.entry(fresh).await.unwrap().is_some());
@@ -151,17 +232,37 @@ async fn stale_uploads_are_deleted_committed_entries_stay() {
 #[tokio::test]
 async fn list_delete_and_touch() {
     let (_dir, s) = store().await;
-    let a = s.insert_committed("ns", "main", "npm-1", "v", 1, "o", 1).await.unwrap();
-    let b = s.insert_committed("ns", "main", "npm-2", "v", 2, "o", 1).await.unwrap();
-    s.insert_committed("ns", "main", "pip-1", "v", 3, "o", 1).await.unwrap();
-    s.insert_committed("ns", "other", "npm-3", "v", 4, "o", 1).await.unwrap();
+    let a = s
+        .insert_committed("ns", "main", "npm-1", "v", 1, "o", 1)
+        .await
+        .unwrap();
+    let b = s
+        .insert_committed("ns", "main", "npm-2", "v", 2, "o", 1)
+        .await
+        .unwrap();
+    s.insert_committed("ns", "main", "pip-1", "v", 3, "o", 1)
+        .await
+        .unwrap();
+    s.insert_committed("ns", "other", "npm-3", "v", 4, "o", 1)
+        .await
+        .unwrap();
     let scopes = vec!["main".to_string()];
-    let listed: Vec<i64> = s.list("ns", &scopes, &["npm-".into()], 10).await.unwrap().iter().map(|e| e.id).collect();
+    let listed: Vec<i64> = s
+        .list("ns", &scopes, &["npm-".into()], 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(listed, vec![b, a]);
     assert_eq!(s.list("ns", &scopes, &[], 10).await.unwrap().len(), 3);
     s.touch(&[(a, 99)]).await.unwrap();
     assert_eq!(s.entry(a).await.unwrap().unwrap().last_accessed_at, 99);
     assert_eq!(s.delete_key("ns", "main", "npm-1").await.unwrap(), vec![a]);
     assert!(s.entry(a).await.unwrap().is_none());
-    assert!(s.delete_key("ns", "main", "npm-1").await.unwrap().is_empty());
+    assert!(s
+        .delete_key("ns", "main", "npm-1")
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -87,7 +87,9 @@ pub fn parse_block_list(xml: &[u8], max_blocks: usize) -> Result<Vec<String>, Bl
             }
             Event::Text(t) => {
                 if let Some(cur) = current.as_mut() {
-                    let text = t.unescape().map_err(|e| BlockListError::Xml(e.to_string()))?;
+                    let text = t
+                        .unescape()
+                        .map_err(|e| BlockListError::Xml(e.to_string()))?;
                     cur.push_str(&text);
                 } else if depth > 0 {
                     return Err(BlockListError::Xml("text outside a block element".into()));
@@ -149,7 +151,10 @@ mod tests {
 
     #[test]
     fn empty_list_is_allowed() {
-        assert_eq!(parse_block_list(b"<BlockList/>", 10).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            parse_block_list(b"<BlockList/>", 10).unwrap(),
+            Vec::<String>::new()
+        );
         assert_eq!(
             parse_block_list(b"<BlockList></BlockList>", 10).unwrap(),
             Vec::<String>::new()
@@ -165,7 +170,10 @@ mod tests {
         assert!(parse_block_list(b"<BlockList><Foo>QQ==</Foo></BlockList>", 10).is_err());
         assert!(parse_block_list(b"<BlockList><Latest><X/></Latest></BlockList>", 10).is_err());
         assert_eq!(
-            parse_block_list(b"<BlockList><Latest>QQ==</Latest><Latest>QQ==</Latest></BlockList>", 1),
+            parse_block_list(
+                b"<BlockList><Latest>QQ==</Latest><Latest>QQ==</Latest></BlockList>",
+                1
+            ),
             Err(BlockListError::TooMany(1))
         );
     }

@@ -77,8 +77,15 @@ mod tests {
     #[test]
     fn refuses_garbage() {
         for bad in [
-            "", "bytes=", "bytes=-", "items=0-1", "bytes=a-b", "bytes=5-1", "bytes=0-1,3-4",
-            "bytes=+1-2", "bytes=99999999999999999999-",
+            "",
+            "bytes=",
+            "bytes=-",
+            "items=0-1",
+            "bytes=a-b",
+            "bytes=5-1",
+            "bytes=0-1,3-4",
+            "bytes=+1-2",
+            "bytes=99999999999999999999-",
         ] {
             assert_eq!(parse_range(bad), Err(RangeError::Syntax), "{bad}");
         }
@@ -90,8 +97,17 @@ mod tests {
         assert_eq!(ByteRange::From(10).resolve(50), Ok((10, 50)));
         assert_eq!(ByteRange::Suffix(5).resolve(50), Ok((45, 50)));
         assert_eq!(ByteRange::Suffix(500).resolve(50), Ok((0, 50)));
-        assert_eq!(ByteRange::From(50).resolve(50), Err(RangeError::Unsatisfiable));
-        assert_eq!(ByteRange::Closed(0, 0).resolve(0), Err(RangeError::Unsatisfiable));
-        assert_eq!(ByteRange::Suffix(0).resolve(10), Err(RangeError::Unsatisfiable));
+        assert_eq!(
+            ByteRange::From(50).resolve(50),
+            Err(RangeError::Unsatisfiable)
+        );
+        assert_eq!(
+            ByteRange::Closed(0, 0).resolve(0),
+            Err(RangeError::Unsatisfiable)
+        );
+        assert_eq!(
+            ByteRange::Suffix(0).resolve(10),
+            Err(RangeError::Unsatisfiable)
+        );
     }
 }

@@ -48,7 +48,10 @@ impl<T> TwirpMessage for T where T: prost::Message + Default + Serialize + for<'
 pub fn decode<T: TwirpMessage>(encoding: Encoding, body: &[u8]) -> Result<T, TwirpError> {
     match encoding {
         Encoding::Json => serde_json::from_slice(body).map_err(|e| {
-            TwirpError::new(TwirpCode::Malformed, format!("the JSON body does not parse: {e}"))
+            TwirpError::new(
+                TwirpCode::Malformed,
+                format!("the JSON body does not parse: {e}"),
+            )
         }),
         Encoding::Protobuf => T::decode(body).map_err(|e| {
             TwirpError::new(
@@ -401,10 +404,16 @@ mod tests {
 
     #[test]
     fn json_accepts_snake_and_camel_and_string_int64() {
-        let a: FinalizeCacheEntryUploadRequest =
-            decode(Encoding::Json, br#"{"key":"k","size_bytes":"42","version":"v"}"#).unwrap();
-        let b: FinalizeCacheEntryUploadRequest =
-            decode(Encoding::Json, br#"{"key":"k","sizeBytes":42,"version":"v","x":1}"#).unwrap();
+        let a: FinalizeCacheEntryUploadRequest = decode(
+            Encoding::Json,
+            br#"{"key":"k","size_bytes":"42","version":"v"}"#,
+        )
+        .unwrap();
+        let b: FinalizeCacheEntryUploadRequest = decode(
+            Encoding::Json,
+            br#"{"key":"k","sizeBytes":42,"version":"v","x":1}"#,
+        )
+        .unwrap();
         assert_eq!(a, b);
         assert_eq!(a.size_bytes, 42);
     }
@@ -426,11 +435,9 @@ mod tests {
         assert_eq!(e.code, TwirpCode::Malformed);
         let e = decode::<CreateCacheEntryRequest>(Encoding::Protobuf, &[0x12, 0xff]).unwrap_err();
         assert_eq!(e.code, TwirpCode::Malformed);
-        let e = decode::<FinalizeCacheEntryUploadRequest>(
-            Encoding::Json,
-            br#"{"size_bytes":"12x"}"#,
-        )
-        .unwrap_err();
+        let e =
+            decode::<FinalizeCacheEntryUploadRequest>(Encoding::Json, br#"{"size_bytes":"12x"}"#)
+                .unwrap_err();
         assert_eq!(e.code, TwirpCode::Malformed);
     }
 
@@ -453,7 +460,10 @@ mod tests {
     fn timestamps_render_as_rfc3339() {
         let t = Timestamp::from_millis(1_700_000_000_123);
         assert_eq!(timestamp::format_rfc3339(&t), "2023-11-14T22:13:20.123Z");
-        assert_eq!(timestamp::parse_rfc3339("2023-11-14T22:13:20.123Z"), Some(t));
+        assert_eq!(
+            timestamp::parse_rfc3339("2023-11-14T22:13:20.123Z"),
+            Some(t)
+        );
         assert_eq!(
             timestamp::format_rfc3339(&Timestamp::from_millis(0)),
             "1970-01-01T00:00:00Z"

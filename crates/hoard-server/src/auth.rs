@@ -52,7 +52,10 @@ pub fn caller(headers: &HeaderMap) -> Caller {
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     match token.and_then(scopes_from_token) {
         Some((read_scopes, write_scope)) => Caller {
@@ -78,7 +81,9 @@ mod tests {
 
     #[test]
     fn reads_scopes_in_token_order() {
-        let t = jwt(r#"{"ac":"[{\"Scope\":\"refs/heads/feat\",\"Permission\":3},{\"Scope\":\"refs/heads/main\",\"Permission\":1}]"}"#);
+        let t = jwt(
+            r#"{"ac":"[{\"Scope\":\"refs/heads/feat\",\"Permission\":3},{\"Scope\":\"refs/heads/main\",\"Permission\":1}]"}"#,
+        );
         let (read, write) = scopes_from_token(&t).unwrap();
         assert_eq!(read, vec!["refs/heads/feat", "refs/heads/main"]);
         assert_eq!(write.as_deref(), Some("refs/heads/feat"));
@@ -89,6 +94,9 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("authorization", "Bearer not-a-jwt".parse().unwrap());
         assert_eq!(caller(&h).read_scopes, vec!["default"]);
-        assert_eq!(caller(&HeaderMap::new()).write_scope.as_deref(), Some("default"));
+        assert_eq!(
+            caller(&HeaderMap::new()).write_scope.as_deref(),
+            Some("default")
+        );
     }
 }

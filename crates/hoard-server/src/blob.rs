@@ -48,8 +48,8 @@ fn common_headers(headers: &mut HeaderMap) {
 
 impl IntoResponse for AzureError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut r = (
             status,
             [(header::CONTENT_TYPE, "application/xml")],
@@ -78,7 +78,10 @@ fn azure_error(e: CoreError) -> AzureError {
         CoreError::Body(m) => AzureError::new(AzureCode::InvalidInput, m),
         e @ (CoreError::Store(_) | CoreError::Blob(_)) => {
             tracing::error!(error = %e, "storage failure");
-            AzureError::new(AzureCode::InternalError, "storage is unavailable; retry later")
+            AzureError::new(
+                AzureCode::InternalError,
+                "storage is unavailable; retry later",
+            )
         }
     }
 }
@@ -110,15 +113,25 @@ fn parse_query(q: Option<&str>) -> BlobQuery {
 }
 
 /// Checks the URL's signature for `op` on `entry_id`.
-fn authorize(app: &AppState, q: &BlobQuery, op: Operation, entry_id: i64) -> Result<(), AzureError> {
+fn authorize(
+    app: &AppState,
+    q: &BlobQuery,
+    op: Operation,
+    entry_id: i64,
+) -> Result<(), AzureError> {
     let denied = |m: &str| AzureError::new(AzureCode::AuthenticationFailed, m);
-    let (Some(sp), Some(se), Some(sig)) = (q.sp.as_deref(), q.se.as_deref(), q.sig.as_deref()) else {
-        return Err(denied("the URL is not signed (sp, se and sig are required)"));
+    let (Some(sp), Some(se), Some(sig)) = (q.sp.as_deref(), q.se.as_deref(), q.sig.as_deref())
+    else {
+        return Err(denied(
+            "the URL is not signed (sp, se and sig are required)",
+        ));
     };
     if Operation::parse(sp) != Some(op) {
         return Err(denied("the URL does not grant this operation"));
     }
-    let expires: i64 = se.parse().map_err(|_| denied("the URL's expiry is not a number"))?;
+    let expires: i64 = se
+        .parse()
+        .map_err(|_| denied("the URL's expiry is not a number"))?;
     app.service
         .verify(op, entry_id, expires, sig)
         .map_err(|e| match e {
@@ -158,18 +171,21 @@ fn entry_id(id: &str) -> Result<i64, AzureError> {
         .ok_or_else(|| AzureError::new(AzureCode::BlobNotFound, "no such blob"))
 }
 
-fn created(etag_seed: &str) -> Response {
+fn created() -> Response {
     let mut r = StatusCode::CREATED.into_response();
     let h = r.headers_mut();
     common_headers(h);
     let now = hoard_core::now_millis();
-    if let Ok(v) = HeaderValue::from_str(&format!("\"0x{:X}{}\"", now, etag_seed)) {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"0x{now:X}\"")) {
         h.insert(header::ETAG, v);
     }
     if let Ok(v) = HeaderValue::from_str(&http_date::format_millis(now)) {
         h.insert(header::LAST_MODIFIED, v);
     }
-    h.insert("x-ms-request-server-encrypted", HeaderValue::from_static("false"));
+    h.insert(
+        "x-ms-request-server-encrypted",
+        HeaderValue::from_static("false"),
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     r
 }
@@ -182,7 +198,12 @@ fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, AzureError> {
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
             .map(Some)
-            .ok_or_else(|| AzureError::new(AzureCode::InvalidHeaderValue, "Content-Length is not a number")),
+            .ok_or_else(|| {
+                AzureError::new(
+                    AzureCode::InvalidHeaderValue,
+                    "Content-Length is not a number",
+                )
+            }),
     }
 }
 
@@ -204,7 +225,10 @@ async fn put(app: &AppState, id: &str, request: Request) -> Result<Response, Azu
         Some("block") => {
             let block_id = q.blockid.as_deref().unwrap_or("");
             validate_block_id(block_id).map_err(|e| {
-                AzureError::new(AzureCode::InvalidQueryParameterValue, format!("blockid: {e}"))
+                AzureError::new(
+                    AzureCode::InvalidQueryParameterValue,
+                    format!("blockid: {e}"),
+                )
             })?;
             let body = request
                 .into_body()
@@ -213,7 +237,7 @@ async fn put(app: &AppState, id: &str, request: Request) -> Result<Response, Azu
             svc.put_block(entry_id, block_id, Box::pin(body))
                 .await
                 .map_err(azure_error)?;
-            Ok(created(""))
+            Ok(created())
         }
         Some("blocklist") => {
             let body = axum::body::to_bytes(request.into_body(), MAX_BLOCK_LIST_BYTES)
@@ -229,7 +253,7 @@ async fn put(app: &AppState, id: &str, request: Request) -> Result<Response, Azu
             svc.put_block_list(entry_id, &ids)
                 .await
                 .map_err(azure_error)?;
-            Ok(created(""))
+            Ok(created())
         }
         Some(other) => Err(AzureError::new(
             AzureCode::InvalidQueryParameterValue,
@@ -253,7 +277,7 @@ async fn put(app: &AppState, id: &str, request: Request) -> Result<Response, Azu
             svc.put_blob(entry_id, Box::pin(body))
                 .await
                 .map_err(azure_error)?;
-            Ok(created(""))
+            Ok(created())
         }
     }
 }
@@ -300,7 +324,10 @@ async fn get(app: &AppState, id: &str, request: Request) -> Result<Response, Azu
     common_headers(h);
     let length = if head { total } else { end - start };
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert("x-ms-blob-type", HeaderValue::from_static("BlockBlob"));
     if !head && status == StatusCode::PARTIAL_CONTENT {
@@ -308,7 +335,14 @@ async fn get(app: &AppState, id: &str, request: Request) -> Result<Response, Azu
             h.insert(header::CONTENT_RANGE, v);
         }
     }
-    let tag = blob.entry.hash.rsplit(':').next().unwrap_or("").get(..16).unwrap_or("0");
+    let tag = blob
+        .entry
+        .hash
+        .rsplit(':')
+        .next()
+        .unwrap_or("")
+        .get(..16)
+        .unwrap_or("0");
     if let Ok(v) = HeaderValue::from_str(&format!("\"0x{}\"", tag.to_uppercase())) {
         h.insert(header::ETAG, v);
     }

@@ -13,6 +13,9 @@ pub fn format_millis(ms: i64) -> String {
 mod tests {
     #[test]
     fn formats_imf_fixdate() {
-        assert_eq!(super::format_millis(1_700_000_000_000), "Tue, 14 Nov 2023 22:13:20 GMT");
+        assert_eq!(
+            super::format_millis(1_700_000_000_000),
+            "Tue, 14 Nov 2023 22:13:20 GMT"
+        );
     }
 }

@@ -16,8 +16,14 @@ const MAX_BODY: usize = 256 * 1024;
 const LIST_LIMIT: i64 = 1000;
 
 fn error_response(e: &TwirpError) -> Response {
-    let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [(header::CONTENT_TYPE, "application/json")], e.to_json()).into_response()
+    let status =
+        StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        e.to_json(),
+    )
+        .into_response()
 }
 
 fn reply<T: TwirpMessage>(enc: Encoding, msg: &T) -> Response {
@@ -82,10 +88,16 @@ pub async fn handle(
 
 async fn dispatch(app: &AppState, path: &str, request: Request) -> Result<Response, TwirpError> {
     let Some((service, method)) = path.split_once('/') else {
-        return Err(TwirpError::new(TwirpCode::BadRoute, format!("no such route /twirp/{path}")));
+        return Err(TwirpError::new(
+            TwirpCode::BadRoute,
+            format!("no such route /twirp/{path}"),
+        ));
     };
     if service != CACHE_SERVICE {
-        return Err(TwirpError::new(TwirpCode::BadRoute, format!("unknown service {service}")));
+        return Err(TwirpError::new(
+            TwirpCode::BadRoute,
+            format!("unknown service {service}"),
+        ));
     }
     if request.method() != Method::POST {
         return Err(TwirpError::new(
@@ -210,4 +222,3 @@ async fn dispatch(app: &AppState, path: &str, request: Request) -> Result<Respon
         )),
     }
 }
-

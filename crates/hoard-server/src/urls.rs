@@ -45,7 +45,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("host", "10.0.0.5:8080".parse().unwrap());
         assert_eq!(base_url(None, &h), "http://10.0.0.5:8080");
-        assert_eq!(base_url(Some("https://cache.example/"), &h), "https://cache.example");
+        assert_eq!(
+            base_url(Some("https://cache.example/"), &h),
+            "https://cache.example"
+        );
         h.insert("x-forwarded-proto", "https".parse().unwrap());
         assert_eq!(base_url(None, &h), "https://10.0.0.5:8080");
     }

@@ -48,9 +48,7 @@ impl LocalStore {
     fn path(&self, name: &str) -> Result<PathBuf, BlobError> {
         let rel = Path::new(name);
         let safe = !name.is_empty()
-            && rel
-                .components()
-                .all(|c| matches!(c, Component::Normal(_)))
+            && rel.components().all(|c| matches!(c, Component::Normal(_)))
             && !name.starts_with("tmp/");
         if !safe {
             return Err(BlobError::Backend(format!("invalid object name {name:?}")));
@@ -175,15 +173,29 @@ mod tests {
     async fn put_get_ranges_delete() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::open(dir.path()).await.unwrap();
-        assert_eq!(s.put("entries/1/a", body(vec![b"hello ", b"world"])).await.unwrap(), 11);
-        assert_eq!(read_all(s.get("entries/1/a", 0, 11).await.unwrap()).await, b"hello world");
-        assert_eq!(read_all(s.get("entries/1/a", 6, 9).await.unwrap()).await, b"wor");
+        assert_eq!(
+            s.put("entries/1/a", body(vec![b"hello ", b"world"]))
+                .await
+                .unwrap(),
+            11
+        );
+        assert_eq!(
+            read_all(s.get("entries/1/a", 0, 11).await.unwrap()).await,
+            b"hello world"
+        );
+        assert_eq!(
+            read_all(s.get("entries/1/a", 6, 9).await.unwrap()).await,
+            b"wor"
+        );
         // Asking past the end of a short file is an error, not a short body.
         let short = s.get("entries/1/a", 0, 20).await.unwrap();
         let all: Vec<_> = short.collect().await;
         assert!(all.last().unwrap().is_err());
         s.delete_prefix("entries/1").await.unwrap();
-        assert!(matches!(s.get("entries/1/a", 0, 1).await, Err(BlobError::NotFound(_))));
+        assert!(matches!(
+            s.get("entries/1/a", 0, 1).await,
+            Err(BlobError::NotFound(_))
+        ));
         s.delete("entries/1/a").await.unwrap();
     }
 
@@ -196,9 +208,18 @@ mod tests {
             Err(std::io::Error::other("client went away")),
         ])
         .boxed();
-        assert!(matches!(s.put("entries/2/a", bad).await, Err(BlobError::Body(_))));
-        assert!(matches!(s.get("entries/2/a", 0, 1).await, Err(BlobError::NotFound(_))));
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert!(matches!(
+            s.put("entries/2/a", bad).await,
+            Err(BlobError::Body(_))
+        ));
+        assert!(matches!(
+            s.get("entries/2/a", 0, 1).await,
+            Err(BlobError::NotFound(_))
+        ));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[tokio::test]

@@ -108,11 +108,23 @@ impl Config {
         parse_env("HOARD_DATA_DIR", &mut self.data_dir)?;
         parse_env("HOARD_PUBLIC_URL", &mut self.public_url)?;
         parse_env("HOARD_SIGNING_SECRET", &mut self.signing.secret)?;
-        parse_env("HOARD_UPLOADS_PENDING_TIMEOUT_SECS", &mut self.uploads.pending_timeout_secs)?;
-        parse_env("HOARD_UPLOADS_RECLAIM_INTERVAL_SECS", &mut self.uploads.reclaim_interval_secs)?;
+        parse_env(
+            "HOARD_UPLOADS_PENDING_TIMEOUT_SECS",
+            &mut self.uploads.pending_timeout_secs,
+        )?;
+        parse_env(
+            "HOARD_UPLOADS_RECLAIM_INTERVAL_SECS",
+            &mut self.uploads.reclaim_interval_secs,
+        )?;
         parse_env("HOARD_UPLOADS_URL_TTL_SECS", &mut self.uploads.url_ttl_secs)?;
-        parse_env("HOARD_UPLOADS_MAX_BLOCK_BYTES", &mut self.uploads.max_block_bytes)?;
-        parse_env("HOARD_DOWNLOADS_URL_TTL_SECS", &mut self.downloads.url_ttl_secs)?;
+        parse_env(
+            "HOARD_UPLOADS_MAX_BLOCK_BYTES",
+            &mut self.uploads.max_block_bytes,
+        )?;
+        parse_env(
+            "HOARD_DOWNLOADS_URL_TTL_SECS",
+            &mut self.downloads.url_ttl_secs,
+        )?;
         Ok(())
     }
 
@@ -129,9 +141,8 @@ impl Config {
         if self.uploads.max_block_bytes == 0 {
             bail!("uploads.max_block_bytes must be positive");
         }
-        if !self.public_url.is_empty()
-            && !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://"))
-        {
+        let url = &self.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             bail!("public_url must start with http:// or https://");
         }
         Ok(())
@@ -147,7 +158,9 @@ mod tests {
         let c = Config::default();
         assert_eq!(c.listen, "127.0.0.1:8080");
         assert_eq!(c.uploads.pending_timeout_secs, 3600);
-        let parsed: Config = toml::from_str("listen = \"0.0.0.0:9000\"\n[uploads]\npending_timeout_secs = 5\n").unwrap();
+        let parsed: Config =
+            toml::from_str("listen = \"0.0.0.0:9000\"\n[uploads]\npending_timeout_secs = 5\n")
+                .unwrap();
         assert_eq!(parsed.listen, "0.0.0.0:9000");
         assert_eq!(parsed.uploads.pending_timeout_secs, 5);
         assert_eq!(parsed.uploads.url_ttl_secs, 3600);

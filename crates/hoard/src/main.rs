@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "hoard", version, about = "Self-hosted GitHub Actions cache server")]
+#[command(
+    name = "hoard",
+    version,
+    about = "Self-hosted GitHub Actions cache server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
