@@ -137,6 +137,39 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Inserts many committed one-part entries in one transaction (benchmarks and
+    /// tests seed large databases with it). `entries` are (key, created_at).
+    pub async fn insert_committed_bulk(
+        &self,
+        entries: Vec<(String, i64)>,
+        namespace: &str,
+        scope: &str,
+        version: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        for chunk in entries.chunks(INSERT_CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO entries (namespace, scope, key, version, state, size, hash, created_at, last_accessed_at) ",
+            );
+            qb.push_values(chunk, |mut r, (key, created)| {
+                r.push_bind(namespace)
+                    .push_bind(scope)
+                    .push_bind(key.as_bytes())
+                    .push_bind(version)
+                    .push_bind("committed")
+                    .push_bind(0i64)
+                    .push_bind("")
+                    .push_bind(*created)
+                    .push_bind(*created);
+            });
+            qb.build().execute(&mut *tx).await.map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+}
+
 /// A staged block as read back for a commit.
 struct BlockRow {
     object: String,

@@ -1,0 +1,491 @@
+//! `hoard-bench`: builds nothing, measures everything. Started by scripts/bench.sh
+//! with a release build of hoard. For each blob size it measures, in one run:
+//! PUT and GET MB/s through the blob endpoints in the three upload shapes clients
+//! use, save and restore MB/s through the real @actions/cache, the server's peak
+//! RSS, and `cp` of the same file on the same disk as the reference. Then lookups
+//! per second and latency at 64 concurrent clients over 100,000 entries.
+
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use futures::{StreamExt, TryStreamExt};
+use hoard_e2e::Server;
+use rand::{RngCore, SeedableRng};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * MIB;
+const VERSION: &str = "bench-version";
+
+struct Args {
+    work: PathBuf,
+    sizes_gib: Vec<u64>,
+    lookup_entries: usize,
+    lookup_secs: u64,
+    node_dir: PathBuf,
+}
+
+fn args() -> Result<Args> {
+    let mut a = Args {
+        work: std::env::temp_dir().join("hoard-bench"),
+        sizes_gib: vec![1, 5],
+        lookup_entries: 100_000,
+        lookup_secs: 10,
+        node_dir: PathBuf::from("tests/node"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--work-dir" => a.work = value.into(),
+            "--sizes-gib" => {
+                a.sizes_gib = value
+                    .split(',')
+                    .map(|s| s.parse())
+                    .collect::<Result<_, _>>()?
+            }
+            "--lookup-entries" => a.lookup_entries = value.parse()?,
+            "--lookup-secs" => a.lookup_secs = value.parse()?,
+            "--node-dir" => a.node_dir = value.into(),
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    Ok(a)
+}
+
+fn mbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / MIB as f64 / d.as_secs_f64()
+}
+
+fn vm_hwm_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("no VmHWM")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmHWM value")?
+        .parse()?)
+}
+
+fn make_random_file(path: &Path, size: u64) -> Result<()> {
+    use std::io::Write;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(size);
+    let mut f = std::io::BufWriter::with_capacity(8 * MIB as usize, std::fs::File::create(path)?);
+    let mut buf = vec![0u8; 8 * MIB as usize];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        rng.fill_bytes(&mut buf[..n]);
+        f.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+/// Writes back dirty pages, so each timed step starts from the same state rather
+/// than paying for the previous step's writes.
+fn settle() -> Result<()> {
+    std::process::Command::new("sync").status()?;
+    Ok(())
+}
+
+/// `cp` of the file on the same disk: the reference for both directions, since
+/// a PUT reads a file and writes one, and a GET's client writes what it reads.
+fn reference_cp(src: &Path, work: &Path) -> Result<Duration> {
+    let dst = work.join("cp-reference.bin");
+    settle()?;
+    let t = Instant::now();
+    let status = std::process::Command::new("cp")
+        .arg(src)
+        .arg(&dst)
+        .status()?;
+    let d = t.elapsed();
+    if !status.success() {
+        bail!("cp failed");
+    }
+    std::fs::remove_file(dst)?;
+    Ok(d)
+}
+
+async fn twirp(
+    http: &reqwest::Client,
+    server: &Server,
+    method: &str,
+    body: Value,
+) -> Result<Value> {
+    let r = http
+        .post(server.twirp_url(method))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await?;
+    let status = r.status();
+    let v: Value = r.json().await?;
+    if !status.is_success() {
+        bail!("{method}: {status} {v}");
+    }
+    Ok(v)
+}
+
+async fn file_range_body(path: &Path, start: u64, len: u64) -> Result<reqwest::Body> {
+    let mut f = tokio::fs::File::open(path).await?;
+    f.seek(std::io::SeekFrom::Start(start)).await?;
+    let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), MIB as usize);
+    Ok(reqwest::Body::wrap_stream(stream))
+}
+
+#[derive(Clone, Copy)]
+enum Shape {
+    PutBlob,
+    Blocks64x8,
+    Blocks1Seq,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::PutBlob => "Put Blob (one body)",
+            Shape::Blocks64x8 => "64 MiB blocks, 8 in flight",
+            Shape::Blocks1Seq => "1 MiB blocks, sequential",
+        }
+    }
+}
+
+fn block_id(i: u64) -> String {
+    let mut raw = [b'b'; 64];
+    raw[56..].copy_from_slice(&i.to_be_bytes());
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+fn q(id: &str) -> String {
+    id.replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
+
+/// Uploads the file in one shape and finalizes; returns the elapsed time.
+async fn upload(
+    http: &reqwest::Client,
+    server: &Server,
+    file: &Path,
+    size: u64,
+    key: &str,
+    shape: Shape,
+) -> Result<Duration> {
+    let t = Instant::now();
+    let created = twirp(
+        http,
+        server,
+        "CreateCacheEntry",
+        json!({"key": key, "version": VERSION}),
+    )
+    .await?;
+    let url = created["signed_upload_url"]
+        .as_str()
+        .context("upload url")?
+        .to_string();
+    let put_ok = |r: reqwest::Response| -> Result<()> {
+        if r.status().as_u16() != 201 {
+            bail!("PUT answered {}", r.status());
+        }
+        Ok(())
+    };
+    match shape {
+        Shape::PutBlob => {
+            let r = http
+                .put(&url)
+                .header("x-ms-blob-type", "BlockBlob")
+                .header("content-length", size)
+                .body(file_range_body(file, 0, size).await?)
+                .send()
+                .await?;
+            put_ok(r)?;
+        }
+        Shape::Blocks64x8 | Shape::Blocks1Seq => {
+            let (block, inflight) = match shape {
+                Shape::Blocks64x8 => (64 * MIB, 8),
+                _ => (MIB, 1),
+            };
+            let count = size.div_ceil(block);
+            futures::stream::iter(0..count)
+                .map(|i| {
+                    let url = url.clone();
+                    async move {
+                        let start = i * block;
+                        let len = block.min(size - start);
+                        let body = if inflight == 1 {
+                            // BuildKit sends each 1 MiB block from memory.
+                            let mut f = tokio::fs::File::open(file).await?;
+                            f.seek(std::io::SeekFrom::Start(start)).await?;
+                            let mut buf = vec![0u8; len as usize];
+                            f.read_exact(&mut buf).await?;
+                            reqwest::Body::from(buf)
+                        } else {
+                            file_range_body(file, start, len).await?
+                        };
+                        let r = http
+                            .put(format!("{url}&comp=block&blockid={}", q(&block_id(i))))
+                            .header("content-length", len)
+                            .body(body)
+                            .send()
+                            .await?;
+                        put_ok(r)
+                    }
+                })
+                .buffer_unordered(inflight)
+                .try_collect::<Vec<()>>()
+                .await?;
+            let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
+            for i in 0..count {
+                xml.push_str(&format!("<Latest>{}</Latest>", block_id(i)));
+            }
+            xml.push_str("</BlockList>");
+            put_ok(
+                http.put(format!("{url}&comp=blocklist"))
+                    .body(xml)
+                    .send()
+                    .await?,
+            )?;
+        }
+    }
+    twirp(
+        http,
+        server,
+        "FinalizeCacheEntryUpload",
+        json!({"key": key, "version": VERSION, "size_bytes": size.to_string()}),
+    )
+    .await?;
+    Ok(t.elapsed())
+}
+
+/// Looks the key up and downloads it into a file, as a restoring client does.
+async fn download(
+    http: &reqwest::Client,
+    server: &Server,
+    key: &str,
+    size: u64,
+    out: &Path,
+) -> Result<Duration> {
+    let t = Instant::now();
+    let v = twirp(
+        http,
+        server,
+        "GetCacheEntryDownloadURL",
+        json!({"key": key, "version": VERSION}),
+    )
+    .await?;
+    let url = v["signed_download_url"].as_str().context("download url")?;
+    let r = http.get(url).send().await?;
+    if !r.status().is_success() {
+        bail!("GET answered {}", r.status());
+    }
+    let mut f =
+        tokio::io::BufWriter::with_capacity(MIB as usize, tokio::fs::File::create(out).await?);
+    let mut stream = r.bytes_stream();
+    let mut got = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        got += chunk.len() as u64;
+        f.write_all(&chunk).await?;
+    }
+    f.flush().await?;
+    let d = t.elapsed();
+    if got != size {
+        bail!("downloaded {got} of {size} bytes");
+    }
+    tokio::fs::remove_file(out).await?;
+    Ok(d)
+}
+
+/// Save and restore through the real @actions/cache (tar + zstd included).
+fn actions_cache(node_dir: &Path, server: &Server, file: &Path, work: &Path) -> Result<Value> {
+    let out = std::process::Command::new("node")
+        .arg(node_dir.join("bench-actions-cache.mjs"))
+        .arg(file)
+        .arg(server.results_url())
+        .arg(work)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("BENCH:"))
+        .with_context(|| {
+            format!(
+                "no result from the @actions/cache benchmark:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    Ok(serde_json::from_str(&line["BENCH:".len()..])?)
+}
+
+async fn throughput(args: &Args, size_gib: u64) -> Result<()> {
+    let size = size_gib * GIB;
+    let file = args.work.join(format!("random-{size_gib}g.bin"));
+    make_random_file(&file, size)?;
+    let cp = reference_cp(&file, &args.work)?;
+    let reference = mbps(size, cp);
+    println!("\n## {size_gib} GiB random blob\n");
+    println!("reference: cp of the file on the same disk: {reference:.0} MB/s\n");
+    println!("| path | PUT MB/s | PUT / cp | GET MB/s | GET / cp |");
+    println!("|---|---|---|---|---|");
+
+    let data = args.work.join("server-data");
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data)?;
+    let max = (8 * GIB).to_string();
+    let server = Server::start_in(
+        &data,
+        &[
+            ("HOARD_UPLOADS_MAX_BLOCK_BYTES", &max),
+            ("HOARD_LOG", "warn,hoard=info"),
+        ],
+        "127.0.0.1:0",
+    );
+    let pid = server.pid().context("pid")?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(16)
+        .build()?;
+    let out = args.work.join("download.bin");
+    for (i, shape) in [Shape::PutBlob, Shape::Blocks64x8, Shape::Blocks1Seq]
+        .into_iter()
+        .enumerate()
+    {
+        let key = format!("bench-{size_gib}g-{i}");
+        settle()?;
+        let up = upload(&http, &server, &file, size, &key, shape).await?;
+        settle()?;
+        let down = download(&http, &server, &key, size, &out).await?;
+        let (pu, gd) = (mbps(size, up), mbps(size, down));
+        println!(
+            "| {} | {pu:.0} | {:.2}x | {gd:.0} | {:.2}x |",
+            shape.name(),
+            pu / reference,
+            gd / reference
+        );
+        // Keep the disk from filling at large sizes: drop the stored copy.
+        twirp(&http, &server, "DeleteCacheEntry", json!({"key": key})).await?;
+    }
+    settle()?;
+    let ac = actions_cache(&args.node_dir, &server, &file, &args.work)?;
+    let save = ac["save_secs"].as_f64().unwrap_or(f64::NAN);
+    let restore = ac["restore_secs"].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "| @actions/cache saveCache / restoreCache (tar + zstd, archive {:.0} MiB) | {:.0} | {:.2}x | {:.0} | {:.2}x |",
+        ac["archive_bytes"].as_f64().unwrap_or(0.0) / MIB as f64,
+        mbps(size, Duration::from_secs_f64(save)),
+        mbps(size, Duration::from_secs_f64(save)) / reference,
+        mbps(size, Duration::from_secs_f64(restore)),
+        mbps(size, Duration::from_secs_f64(restore)) / reference,
+    );
+    let hwm = vm_hwm_kib(pid)?;
+    println!(
+        "\nserver peak RSS (VmHWM) over all of the above: {:.1} MiB",
+        hwm as f64 / 1024.0
+    );
+    drop(server);
+    std::fs::remove_file(&file)?;
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(())
+}
+
+async fn lookups(args: &Args) -> Result<()> {
+    let data = args.work.join("lookup-data");
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data)?;
+    let n = args.lookup_entries;
+    {
+        let store = hoard_db::SqliteStore::open(&data.join("hoard.db"))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        store
+            .insert_committed_bulk(
+                (0..n)
+                    .map(|i| (format!("lookup-key-{i:07}"), i as i64))
+                    .collect(),
+                "default",
+                "default",
+                VERSION,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        store.close().await;
+    }
+    let server = Server::start_in(&data, &[("HOARD_LOG", "warn,hoard=info")], "127.0.0.1:0");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let url = server.twirp_url("GetCacheEntryDownloadURL");
+    let deadline = Instant::now() + Duration::from_secs(args.lookup_secs);
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..64u64)
+        .map(|w| {
+            let http = http.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(w);
+                let mut lat = Vec::new();
+                while Instant::now() < deadline {
+                    let i = (rng.next_u64() % n as u64) as usize;
+                    let body = json!({"key": format!("lookup-key-{i:07}"), "version": VERSION})
+                        .to_string();
+                    let s = Instant::now();
+                    let r = http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await?;
+                    let v: Value = r.json().await?;
+                    lat.push(s.elapsed());
+                    if v["ok"] != json!(true) {
+                        bail!("lookup missed: {v}");
+                    }
+                }
+                Ok::<_, anyhow::Error>(lat)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    let elapsed = t.elapsed();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    println!("\n## Lookups\n");
+    println!(
+        "GetCacheEntryDownloadURL hits, 64 concurrent clients, {n} entries in SQLite, {}s: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms ({} requests)",
+        args.lookup_secs,
+        all.len() as f64 / elapsed.as_secs_f64(),
+        pct(0.50).as_secs_f64() * 1000.0,
+        pct(0.99).as_secs_f64() * 1000.0,
+        all.len()
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = args()?;
+    std::fs::create_dir_all(&args.work)?;
+    println!(
+        "# hoard benchmark ({} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    for s in &args.sizes_gib {
+        throughput(&args, *s).await?;
+    }
+    lookups(&args).await?;
+    Ok(())
+}

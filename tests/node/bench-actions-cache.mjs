@@ -1,0 +1,45 @@
+// Benchmark helper (not a test): times saveCache and restoreCache of one file
+// through the real @actions/cache against a running hoard.
+// node bench-actions-cache.mjs <file> <results-url> <work-dir>
+import * as cache from '@actions/cache';
+import { linkSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
+
+const [file, resultsUrl, work] = process.argv.slice(2);
+const ws = path.join(work, 'ac-workspace');
+const temp = path.join(work, 'ac-temp');
+rmSync(ws, { recursive: true, force: true });
+mkdirSync(path.join(ws, 'data'), { recursive: true });
+mkdirSync(temp, { recursive: true });
+linkSync(file, path.join(ws, 'data', 'blob.bin'));
+Object.assign(process.env, {
+  ACTIONS_RESULTS_URL: resultsUrl,
+  ACTIONS_CACHE_URL: resultsUrl,
+  ACTIONS_CACHE_SERVICE_V2: 'true',
+  ACTIONS_RUNTIME_TOKEN: 'bench-token',
+  GITHUB_WORKSPACE: ws,
+  RUNNER_TEMP: temp,
+});
+delete process.env.GITHUB_SERVER_URL;
+process.chdir(ws);
+const key = `bench-actions-cache-${Date.now()}`;
+let t = performance.now();
+const id = await cache.saveCache(['data'], key);
+const saveSecs = (performance.now() - t) / 1000;
+if (!(id > 0)) throw new Error(`save failed: ${id}`);
+rmSync(path.join(ws, 'data'), { recursive: true, force: true });
+t = performance.now();
+const hit = await cache.restoreCache(['data'], key);
+const restoreSecs = (performance.now() - t) / 1000;
+if (hit !== key) throw new Error(`restore missed: ${hit}`);
+const size = statSync(path.join(ws, 'data', 'blob.bin')).size;
+if (size !== statSync(file).size) throw new Error(`restored ${size} bytes`);
+const lookup = await fetch(`${resultsUrl}twirp/github.actions.results.api.v1.CacheService/ListCacheEntries`, {
+  method: 'POST',
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify({ key }),
+}).then((r) => r.json());
+rmSync(ws, { recursive: true, force: true });
+rmSync(temp, { recursive: true, force: true });
+
+console.log(`BENCH:${JSON.stringify({ save_secs: saveSecs, restore_secs: restoreSecs, archive_bytes: Number(lookup.entries[0].size_bytes) })}`);
