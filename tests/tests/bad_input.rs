@@ -313,15 +313,21 @@ async fn blob_bad_input_gets_azure_errors() {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..5).map(|_| Ok(vec![0u8; 300 * 1024])).collect();
     let streamed = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
-    let (st, code, _) = azure(
-        http.put(format!("{url}&comp=block&blockid={ok}"))
-            .body(streamed)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!((st, code.as_str()), (413, "RequestBodyTooLarge"));
+    // Without a declared length the limit is found while streaming: the answer is
+    // 413, or, if the client is still sending when the server stops reading, a
+    // reset connection. Either way nothing is stored (checked below).
+    match http
+        .put(format!("{url}&comp=block&blockid={ok}"))
+        .body(streamed)
+        .send()
+        .await
+    {
+        Ok(r) => {
+            let (st, code, _) = azure(r).await;
+            assert_eq!((st, code.as_str()), (413, "RequestBodyTooLarge"));
+        }
+        Err(e) => assert!(e.is_request(), "{e}"),
+    }
     // The earlier block of that id is intact: commit it alone and read it back.
     let list = format!("<BlockList><Latest>{ok_xml}</Latest></BlockList>");
     assert_eq!(

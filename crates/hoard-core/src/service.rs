@@ -415,8 +415,10 @@ impl CacheService {
         Ok(OpenBlob { entry, parts })
     }
 
-    /// Streams bytes `[start, end)` of a blob made of `parts`. The next part is
-    /// opened while the current one streams, to hide per-object latency.
+    /// Streams bytes `[start, end)` of a blob made of `parts`. Following parts are
+    /// opened while the current one streams, to hide per-object latency: about
+    /// `READ_AHEAD_BYTES` worth of them, so many small parts (BuildKit's 1 MiB
+    /// blocks) are read ahead further than a few large ones, in bounded memory.
     pub fn read(&self, parts: Vec<Part>, start: u64, end: u64) -> ByteStream {
         let blobs = self.blobs.clone();
         let pieces: Vec<(String, u64, u64)> = parts
@@ -428,6 +430,9 @@ impl CacheService {
                 (s < e).then(|| (p.object, s - po, e - po))
             })
             .collect();
+        let average =
+            pieces.iter().map(|(_, s, e)| e - s).sum::<u64>() / pieces.len().max(1) as u64;
+        let ahead = (READ_AHEAD_BYTES / average.max(1)).clamp(2, 16) as usize;
         futures::stream::iter(pieces)
             .map(move |(object, s, e)| {
                 let blobs = blobs.clone();
@@ -438,7 +443,7 @@ impl CacheService {
                         .map_err(|err| std::io::Error::other(err.to_string()))
                 }
             })
-            .buffered(2)
+            .buffered(ahead)
             .try_flatten()
             .boxed()
     }
@@ -480,6 +485,9 @@ impl CacheService {
         Ok(total)
     }
 }
+
+/// How many bytes of following parts a download opens ahead of the one it sends.
+const READ_AHEAD_BYTES: u64 = 8 * 1024 * 1024;
 
 /// All objects of one entry live under this prefix.
 pub fn entry_prefix(entry_id: i64) -> String {

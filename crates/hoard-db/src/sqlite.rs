@@ -306,17 +306,23 @@ impl MetaStore for SqliteStore {
         stored: &StoredObject,
     ) -> Result<Staged, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        match entry_state(&mut tx, entry_id).await? {
-            Some((EntryState::Pending | EntryState::Uploaded, _)) => {}
+        // The upload's state, the object this block id had, and whether a committed
+        // (not yet finalized) block list still uses it: one round trip.
+        let row: Option<(String, Option<String>, bool)> = sqlx::query_as(
+            "SELECT e.state, b.object,
+                    EXISTS (SELECT 1 FROM parts p WHERE p.entry_id = e.id AND p.object = b.object)
+             FROM entries e LEFT JOIN blocks b ON b.entry_id = e.id AND b.block_id = ?
+             WHERE e.id = ?",
+        )
+        .bind(block_id)
+        .bind(entry_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let (old, in_use) = match row {
+            Some((state, old, in_use)) if state != EntryState::Committed.as_str() => (old, in_use),
             _ => return Ok(Staged::NotPending),
-        }
-        let old: Option<String> =
-            sqlx::query_scalar("SELECT object FROM blocks WHERE entry_id = ? AND block_id = ?")
-                .bind(entry_id)
-                .bind(block_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
+        };
         sqlx::query(
             "INSERT INTO blocks (entry_id, block_id, object, size, sha256) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (entry_id, block_id) DO UPDATE
@@ -330,21 +336,7 @@ impl MetaStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        // An object a committed (not yet finalized) block list still uses stays.
-        let replaced = match old {
-            Some(o) => {
-                let used: Option<i64> = sqlx::query_scalar(
-                    "SELECT 1 FROM parts WHERE entry_id = ? AND object = ? LIMIT 1",
-                )
-                .bind(entry_id)
-                .bind(&o)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-                used.is_none().then_some(o)
-            }
-            None => None,
-        };
+        let replaced = old.filter(|_| !in_use);
         tx.commit().await.map_err(backend)?;
         Ok(Staged::Ok { replaced })
     }
@@ -695,16 +687,19 @@ impl MetaStore for SqliteStore {
     }
 
     async fn touch(&self, accesses: &[(i64, i64)]) -> Result<(), StoreError> {
+        // One statement per chunk, not per entry: a busy server flushes tens of
+        // thousands of accesses at once, and the writer must stay free for uploads.
         let mut tx = self.write.begin().await.map_err(backend)?;
-        for (id, at) in accesses {
-            sqlx::query(
-                "UPDATE entries SET last_accessed_at = max(last_accessed_at, ?) WHERE id = ?",
-            )
-            .bind(at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        for chunk in accesses.chunks(INSERT_CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH seen (id, at) AS (");
+            qb.push_values(chunk, |mut r, (id, at)| {
+                r.push_bind(*id).push_bind(*at);
+            });
+            qb.push(
+                ") UPDATE entries SET last_accessed_at = max(entries.last_accessed_at, seen.at)
+                 FROM seen WHERE entries.id = seen.id",
+            );
+            qb.build().execute(&mut *tx).await.map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(())

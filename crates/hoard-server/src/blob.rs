@@ -20,6 +20,8 @@ pub const ROUTE: &str = "/blob/cache/{id}";
 const MS_VERSION: &str = "2024-11-04";
 /// 50,000 ids of up to 88 base64 characters plus XML: well under this.
 const MAX_BLOCK_LIST_BYTES: usize = 8 * 1024 * 1024;
+/// A refused body up to this size is read to the end before the answer is sent.
+const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
 
 struct AzureError {
     code: AzureCode,
@@ -215,6 +217,11 @@ async fn put(app: &AppState, id: &str, request: Request) -> Result<Response, Azu
     let max = svc.config().max_block_bytes;
     if let Some(n) = declared_length(request.headers())? {
         if n > max {
+            // Read (and drop) a modest body first: a client still sending when the
+            // connection closes sees a reset instead of this answer.
+            if n <= DRAIN_LIMIT {
+                let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT as usize).await;
+            }
             return Err(AzureError::new(
                 AzureCode::RequestBodyTooLarge,
                 format!("the body is {n} bytes; at most {max} are accepted in one request"),

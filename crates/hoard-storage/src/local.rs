@@ -2,18 +2,21 @@
 //! renames it into place, so an object is either whole or absent.
 
 use async_trait::async_trait;
-use futures::{StreamExt, TryStreamExt};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use hoard_core::store::{BlobError, BlobStore, ByteStream};
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read, Seek, Write as _};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
-use tokio_util::io::ReaderStream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 
 /// Write and read buffer size: large enough that per-call overhead vanishes, small
 /// enough to keep memory per request bounded.
 const IO_BUFFER: usize = 1024 * 1024;
+/// Chunks (as received, usually 16-64 KiB) queued for the writer thread.
+const WRITE_QUEUE: usize = 32;
+/// Chunks of `IO_BUFFER` read ahead of the client: at most this many MiB per read.
+const READ_AHEAD: usize = 2;
 
 pub struct LocalStore {
     root: PathBuf,
@@ -57,81 +60,134 @@ impl LocalStore {
     }
 }
 
+/// What the async side hands the writer thread.
+enum Write {
+    Data(Bytes),
+    /// The body ended cleanly: keep the file.
+    End,
+}
+
+/// Writes one object on a blocking thread: chunks arrive over `rx`; the file is
+/// renamed into place only after `Write::End`, and removed otherwise.
+fn write_object(tmp: &Path, dest: &Path, mut rx: mpsc::Receiver<Write>) -> Result<(), BlobError> {
+    let file = std::fs::File::create(tmp).map_err(|e| backend("creating a temporary file", e))?;
+    let mut out = std::io::BufWriter::with_capacity(IO_BUFFER, file);
+    let result = (|| {
+        loop {
+            match rx.blocking_recv() {
+                Some(Write::Data(chunk)) => {
+                    out.write_all(&chunk).map_err(|e| backend("writing", e))?
+                }
+                Some(Write::End) => break,
+                // The body failed; the async side reports why.
+                None => return Err(BlobError::Backend("upload abandoned".into())),
+            }
+        }
+        out.flush().map_err(|e| backend("writing", e))?;
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| backend("creating a directory", e))?;
+        }
+        std::fs::rename(tmp, dest).map_err(|e| backend("moving the object into place", e))
+    })();
+    if result.is_err() {
+        drop(out);
+        let _ = std::fs::remove_file(tmp);
+    }
+    result
+}
+
+/// Streams `[start, end)` of a file into `tx` on a blocking thread, in chunks of
+/// at most `IO_BUFFER`; stops early when the reader goes away.
+fn read_object(
+    path: &Path,
+    name: &str,
+    start: u64,
+    end: u64,
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
+) {
+    let result = (|| -> std::io::Result<()> {
+        let mut file = std::fs::File::open(path)?;
+        file.seek(std::io::SeekFrom::Start(start))?;
+        let mut left = end.saturating_sub(start);
+        while left > 0 {
+            let want = left.min(IO_BUFFER as u64) as usize;
+            let mut buf = BytesMut::zeroed(want);
+            let mut filled = 0;
+            while filled < want {
+                match file.read(&mut buf[filled..])? {
+                    0 => {
+                        // Shorter than its recorded size: fail, never end early.
+                        return Err(std::io::Error::new(
+                            ErrorKind::UnexpectedEof,
+                            format!("object {name} ended {left} bytes early"),
+                        ));
+                    }
+                    n => filled += n,
+                }
+            }
+            left -= want as u64;
+            if tx.blocking_send(Ok(buf.freeze())).is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = tx.blocking_send(Err(e));
+    }
+}
+
 #[async_trait]
 impl BlobStore for LocalStore {
     async fn put(&self, name: &str, mut body: ByteStream) -> Result<u64, BlobError> {
-        let path = self.path(name)?;
+        let dest = self.path(name)?;
         let tmp = self.tmp.join(uuid::Uuid::new_v4().simple().to_string());
-        let file = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(|e| backend("creating a temporary file", e))?;
-        let mut out = BufWriter::with_capacity(IO_BUFFER, file);
+        // Disk writes run on their own thread, so receiving the next chunk from
+        // the network overlaps writing the last one.
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let writer = tokio::task::spawn_blocking(move || write_object(&tmp, &dest, rx));
         let mut size = 0u64;
-        let result: Result<(), BlobError> = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(BlobError::Body)?;
-                size += chunk.len() as u64;
-                out.write_all(&chunk)
-                    .await
-                    .map_err(|e| backend("writing", e))?;
+        let mut failure = None;
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    size += chunk.len() as u64;
+                    if tx.send(Write::Data(chunk)).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    failure = Some(BlobError::Body(e));
+                    break;
+                }
             }
-            out.flush().await.map_err(|e| backend("writing", e))?;
-            if let Some(parent) = path.parent() {
-                tokio::fs::create_dir_all(parent)
-                    .await
-                    .map_err(|e| backend("creating a directory", e))?;
-            }
-            tokio::fs::rename(&tmp, &path)
-                .await
-                .map_err(|e| backend("moving the object into place", e))
         }
-        .await;
-        if result.is_err() {
-            drop(out);
-            let _ = tokio::fs::remove_file(&tmp).await;
+        if failure.is_none() {
+            let _ = tx.send(Write::End).await;
         }
-        result.map(|()| size)
+        drop(tx);
+        let written = writer
+            .await
+            .map_err(|e| BlobError::Backend(format!("writer thread: {e}")))?;
+        match failure {
+            Some(e) => Err(e),
+            None => written.map(|()| size),
+        }
     }
 
     async fn get(&self, name: &str, start: u64, end: u64) -> Result<ByteStream, BlobError> {
         let path = self.path(name)?;
-        let mut file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
+        match tokio::fs::metadata(&path).await {
+            Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(BlobError::NotFound(name.to_string()))
             }
             Err(e) => return Err(backend("opening", e)),
-        };
-        if start > 0 {
-            file.seek(std::io::SeekFrom::Start(start))
-                .await
-                .map_err(|e| backend("seeking", e))?;
         }
-        let want = end.saturating_sub(start);
-        let reader = tokio::io::AsyncReadExt::take(file, want);
-        // A file shorter than its recorded size must fail the stream, not end it
-        // early: a reader gets the whole range or an error, never a short body.
-        let seen = Arc::new(AtomicU64::new(0));
-        let counter = seen.clone();
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
         let object = name.to_string();
-        let stream = ReaderStream::with_capacity(reader, IO_BUFFER)
-            .map_ok(move |chunk| {
-                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                chunk
-            })
-            .chain(futures::stream::once(async move {
-                let got = seen.load(Ordering::Relaxed);
-                if got < want {
-                    Err(std::io::Error::new(
-                        ErrorKind::UnexpectedEof,
-                        format!("object {object} ended after {got} of {want} bytes"),
-                    ))
-                } else {
-                    Ok(bytes::Bytes::new())
-                }
-            }))
-            .try_filter(|b| futures::future::ready(!b.is_empty()));
-        Ok(stream.boxed())
+        tokio::task::spawn_blocking(move || read_object(&path, &object, start, end, tx));
+        Ok(ReceiverStream::new(rx).boxed())
     }
 
     async fn delete(&self, name: &str) -> Result<(), BlobError> {
@@ -161,6 +217,7 @@ mod tests {
     }
 
     async fn read_all(s: ByteStream) -> Vec<u8> {
+        use futures::TryStreamExt;
         s.try_fold(Vec::new(), |mut acc, b| async move {
             acc.extend_from_slice(&b);
             Ok(acc)

@@ -135,6 +135,10 @@ pub async fn run(config: Config) -> Result<()> {
         service: service.clone(),
         public_url: (!config.public_url.is_empty()).then(|| config.public_url.clone()),
     });
+    // Small answers (201 to a block, a Twirp reply) must not wait for Nagle.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
