@@ -25,6 +25,7 @@ struct Args {
     lookup_entries: usize,
     lookup_secs: u64,
     node_dir: PathBuf,
+    reps: usize,
 }
 
 fn args() -> Result<Args> {
@@ -34,6 +35,7 @@ fn args() -> Result<Args> {
         lookup_entries: 100_000,
         lookup_secs: 10,
         node_dir: PathBuf::from("tests/node"),
+        reps: 3,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,10 +51,16 @@ fn args() -> Result<Args> {
             "--lookup-entries" => a.lookup_entries = value.parse()?,
             "--lookup-secs" => a.lookup_secs = value.parse()?,
             "--node-dir" => a.node_dir = value.into(),
+            "--reps" => a.reps = value.parse::<usize>()?.max(1),
             other => bail!("unknown flag {other}"),
         }
     }
     Ok(a)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn mbps(bytes: u64, d: Duration) -> f64 {
@@ -338,9 +346,10 @@ async fn throughput(args: &Args, size_gib: u64) -> Result<()> {
     let file = args.work.join(format!("random-{size_gib}g.bin"));
     make_random_file(&file, size)?;
     println!("\n## {size_gib} GiB random blob\n");
-    println!("Each step is timed next to its reference, after `sync`: PUT against `cp` of the");
-    println!("file on the same disk; GET (client discards) against `dd` of the file to");
-    println!("/dev/null, both from a cold page cache where the machine allows it.\n");
+    println!("Each step is timed right after its reference, after `sync`: PUT against `cp`");
+    println!("of the file on the same disk; GET (client discards) against `dd` of the file");
+    println!("to /dev/null, both from a cold page cache where the machine allows it.");
+    println!("Medians of {} repetitions.\n", args.reps);
     println!("| path | PUT MB/s | cp MB/s | PUT / cp | GET MB/s | dd MB/s | GET / dd |");
     println!("|---|---|---|---|---|---|---|");
 
@@ -365,25 +374,31 @@ async fn throughput(args: &Args, size_gib: u64) -> Result<()> {
         .into_iter()
         .enumerate()
     {
-        let key = format!("bench-{size_gib}g-{i}");
-        let cp = mbps(size, reference_cp(&file, &args.work)?);
-        settle(false)?;
-        let put = mbps(
-            size,
-            upload(&http, &server, &file, size, &key, shape).await?,
-        );
-        cold = settle(true)?;
-        let dd = mbps(size, reference_read(&file)?);
-        settle(true)?;
-        let get = mbps(size, download(&http, &server, &key, size).await?);
+        // Each repetition times a reference right before its step; the medians
+        // are reported, since a VM disk's speed drifts from minute to minute.
+        let (mut cps, mut puts, mut dds, mut gets) = (vec![], vec![], vec![], vec![]);
+        for rep in 0..args.reps {
+            let key = format!("bench-{size_gib}g-{i}-{rep}");
+            cps.push(mbps(size, reference_cp(&file, &args.work)?));
+            settle(false)?;
+            puts.push(mbps(
+                size,
+                upload(&http, &server, &file, size, &key, shape).await?,
+            ));
+            cold = settle(true)?;
+            dds.push(mbps(size, reference_read(&file)?));
+            settle(true)?;
+            gets.push(mbps(size, download(&http, &server, &key, size).await?));
+            // Keep the disk from filling at large sizes: drop the stored copy.
+            twirp(&http, &server, "DeleteCacheEntry", json!({"key": key})).await?;
+        }
+        let (cp, put, dd, get) = (median(cps), median(puts), median(dds), median(gets));
         println!(
             "| {} | {put:.0} | {cp:.0} | {:.2}x | {get:.0} | {dd:.0} | {:.2}x |",
             shape.name(),
             put / cp,
             get / dd
         );
-        // Keep the disk from filling at large sizes: drop the stored copy.
-        twirp(&http, &server, "DeleteCacheEntry", json!({"key": key})).await?;
     }
     if !cold {
         println!("\n(page cache could not be dropped here: reads were served from memory)");

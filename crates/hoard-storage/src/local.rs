@@ -14,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 /// enough to keep memory per request bounded.
 const IO_BUFFER: usize = 1024 * 1024;
 /// Chunks (as received, usually 16-64 KiB) queued for the writer thread.
-const WRITE_QUEUE: usize = 32;
+const WRITE_QUEUE: usize = 4;
 /// Chunks of `IO_BUFFER` read ahead of the client: at most this many MiB per read.
 const READ_AHEAD: usize = 2;
 
@@ -96,6 +96,33 @@ fn write_object(tmp: &Path, dest: &Path, mut rx: mpsc::Receiver<Write>) -> Resul
     result
 }
 
+/// How far ahead of the reader the kernel is asked to fetch from disk. The bytes
+/// land in the page cache, not in hoard's memory, so the disk has many reads in
+/// flight (a cold read then runs near disk speed) while the process holds only
+/// `READ_AHEAD` chunks.
+const DISK_READ_AHEAD: u64 = 16 * 1024 * 1024;
+
+/// Read-ahead advice to the kernel: `sequential` for the whole file, or
+/// `will_need(offset, len)` for the range about to be read.
+fn advise(file: &std::fs::File, offset: u64, len: u64, sequential: bool) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let advice = if sequential {
+            libc::POSIX_FADV_SEQUENTIAL
+        } else {
+            libc::POSIX_FADV_WILLNEED
+        };
+        // SAFETY: the descriptor is open for the duration of the call; advice only
+        // tunes caching, and a failure just means no read-ahead.
+        unsafe {
+            libc::posix_fadvise(file.as_raw_fd(), offset as i64, len as i64, advice);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len, sequential);
+}
+
 /// Streams `[start, end)` of a file into `tx` on a blocking thread, in chunks of
 /// at most `IO_BUFFER`; stops early when the reader goes away.
 fn read_object(
@@ -107,9 +134,19 @@ fn read_object(
 ) {
     let result = (|| -> std::io::Result<()> {
         let mut file = std::fs::File::open(path)?;
+        advise(&file, 0, 0, true);
         file.seek(std::io::SeekFrom::Start(start))?;
         let mut left = end.saturating_sub(start);
+        let mut pos = start;
+        // The range up to here has been asked for; ask for the next half window
+        // whenever the reader gets within half a window of its end.
+        let mut advised = start;
         while left > 0 {
+            if advised < end && advised - pos < DISK_READ_AHEAD / 2 {
+                let len = (DISK_READ_AHEAD / 2).min(end - advised);
+                advise(&file, advised, len, false);
+                advised += len;
+            }
             let want = left.min(IO_BUFFER as u64) as usize;
             let mut buf = BytesMut::zeroed(want);
             let mut filled = 0;
@@ -126,6 +163,7 @@ fn read_object(
                 }
             }
             left -= want as u64;
+            pos += want as u64;
             if tx.blocking_send(Ok(buf.freeze())).is_err() {
                 return Ok(());
             }
