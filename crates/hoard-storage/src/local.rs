@@ -2,7 +2,7 @@
 //! renames it into place, so an object is either whole or absent.
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use hoard_core::store::{BlobError, BlobStore, ByteStream};
 use std::io::{ErrorKind, Read, Seek, Write as _};
@@ -148,23 +148,23 @@ fn read_object(
                 advised += len;
             }
             let want = left.min(IO_BUFFER as u64) as usize;
-            let mut buf = BytesMut::zeroed(want);
-            let mut filled = 0;
-            while filled < want {
-                match file.read(&mut buf[filled..])? {
-                    0 => {
-                        // Shorter than its recorded size: fail, never end early.
-                        return Err(std::io::Error::new(
-                            ErrorKind::UnexpectedEof,
-                            format!("object {name} ended {left} bytes early"),
-                        ));
-                    }
-                    n => filled += n,
-                }
+            // read_to_end fills spare capacity without zeroing it first.
+            let mut buf = Vec::with_capacity(want);
+            (&mut file).take(want as u64).read_to_end(&mut buf)?;
+            if buf.len() < want {
+                // Shorter than its recorded size: fail, never end early.
+                return Err(std::io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    format!(
+                        "object {name} ended {} bytes early",
+                        left - buf.len() as u64
+                    ),
+                ));
             }
+            let buf = Bytes::from(buf);
             left -= want as u64;
             pos += want as u64;
-            if tx.blocking_send(Ok(buf.freeze())).is_err() {
+            if tx.blocking_send(Ok(buf)).is_err() {
                 return Ok(());
             }
         }
