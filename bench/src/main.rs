@@ -42,6 +42,7 @@ fn args() -> Result<Args> {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--work-dir" => a.work = value.into(),
+            "--sizes-gib" if value == "none" => a.sizes_gib = vec![],
             "--sizes-gib" => {
                 a.sizes_gib = value
                     .split(',')

@@ -45,6 +45,9 @@ fn entry_from_row(row: &SqliteRow) -> Result<Entry, StoreError> {
     })
 }
 
+/// Read connections: enough that 64 concurrent lookups rarely queue for one.
+const READERS: u32 = 8;
+
 /// Rows of a multi-row INSERT per statement; keeps under SQLite's variable limit.
 const INSERT_CHUNK: usize = 500;
 
@@ -83,9 +86,11 @@ impl SqliteStore {
             .run(&write)
             .await
             .map_err(|e| StoreError::Backend(format!("migrations: {e}")))?;
+        // The OS page cache holds the database file too; a small cache per reader
+        // keeps memory flat as the database grows.
         let read = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options.read_only(true))
+            .max_connections(READERS)
+            .connect_with(options.read_only(true).pragma("cache_size", "-1024"))
             .await
             .map_err(backend)?;
         Ok(SqliteStore { write, read })
