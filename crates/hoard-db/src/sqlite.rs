@@ -218,6 +218,28 @@ async fn insert_parts(
     Ok((start, hash))
 }
 
+/// The entry (in any state) a namespace, scope, version and key name:
+/// (id, state, created_at, size).
+async fn entry_by_identity(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    namespace: &str,
+    scope: &str,
+    version: &str,
+    key: &str,
+) -> Result<Option<(i64, String, i64, i64)>, StoreError> {
+    sqlx::query_as(
+        "SELECT id, state, created_at, size FROM entries
+         WHERE namespace = ? AND scope = ? AND version = ? AND key = ?",
+    )
+    .bind(namespace)
+    .bind(scope)
+    .bind(version)
+    .bind(key.as_bytes())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)
+}
+
 async fn entry_state(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
     entry_id: i64,
@@ -254,19 +276,9 @@ impl MetaStore for SqliteStore {
         stale_before: i64,
     ) -> Result<Reservation, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        let existing: Option<(i64, String, i64)> = sqlx::query_as(
-            "SELECT id, state, created_at FROM entries
-             WHERE namespace = ? AND scope = ? AND version = ? AND key = ?",
-        )
-        .bind(namespace)
-        .bind(scope)
-        .bind(version)
-        .bind(key.as_bytes())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let existing = entry_by_identity(&mut tx, namespace, scope, version, key).await?;
         let mut replaced = None;
-        if let Some((id, state, created_at)) = existing {
+        if let Some((id, state, created_at, _)) = existing {
             if state == EntryState::Committed.as_str() || created_at >= stale_before {
                 return Ok(Reservation::Taken);
             }
@@ -513,18 +525,8 @@ impl MetaStore for SqliteStore {
         now: i64,
     ) -> Result<Finalized, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        let row: Option<(i64, String, i64)> = sqlx::query_as(
-            "SELECT id, state, size FROM entries
-             WHERE namespace = ? AND scope = ? AND version = ? AND key = ?",
-        )
-        .bind(namespace)
-        .bind(scope)
-        .bind(version)
-        .bind(key.as_bytes())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let Some((id, state, stored_size)) = row else {
+        let row = entry_by_identity(&mut tx, namespace, scope, version, key).await?;
+        let Some((id, state, _, stored_size)) = row else {
             return Ok(Finalized::NotFound);
         };
         match EntryState::parse(&state) {
