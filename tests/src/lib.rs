@@ -77,13 +77,16 @@ impl Server {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    {
+                        // Logged before anyone is told the server is up.
+                        let mut l = log.lock().unwrap();
+                        l.push_str(&line);
+                        l.push('\n');
+                    }
                     if let Some(rest) = line.split("hoard listening on ").nth(1) {
                         let addr = rest.split(';').next().unwrap_or("").to_string();
                         let _ = tx.send(addr);
                     }
-                    let mut l = log.lock().unwrap();
-                    l.push_str(&line);
-                    l.push('\n');
                 }
             });
         }

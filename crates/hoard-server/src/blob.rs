@@ -26,6 +26,8 @@ const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
 struct AzureError {
     code: AzureCode,
     message: String,
+    /// Answer with `Connection: close`.
+    close: bool,
 }
 
 impl AzureError {
@@ -33,6 +35,7 @@ impl AzureError {
         AzureError {
             code,
             message: message.into(),
+            close: false,
         }
     }
 }
@@ -63,6 +66,10 @@ impl IntoResponse for AzureError {
             "x-ms-error-code",
             HeaderValue::from_static(self.code.as_str()),
         );
+        if self.close {
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         r
     }
 }
@@ -150,7 +157,12 @@ pub async fn handle(
     request: Request,
 ) -> Response {
     let result = match *request.method() {
-        Method::PUT => put(&app, &id, request).await,
+        // A refused PUT may leave its body unread, and then the connection cannot
+        // carry another request: say so, or a client reuses it and fails.
+        Method::PUT => put(&app, &id, request).await.map_err(|mut e| {
+            e.close = true;
+            e
+        }),
         Method::GET | Method::HEAD => get(&app, &id, request).await,
         _ => Err(AzureError::new(
             AzureCode::UnsupportedHttpVerb,
