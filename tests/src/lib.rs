@@ -232,6 +232,37 @@ pub mod client {
         v["entry_id"].as_str().unwrap().to_string()
     }
 
+    /// Commits staged blocks (base64 ids, in order) with Put Block List, then
+    /// finalizes the entry with `size` bytes; panics if either is refused.
+    pub async fn commit_blocks(
+        server: &super::Server,
+        upload_url: &str,
+        key: &str,
+        version: &str,
+        block_ids: &[String],
+        size: u64,
+    ) {
+        let http = reqwest::Client::new();
+        let list: String = block_ids
+            .iter()
+            .map(|id| format!("<Latest>{id}</Latest>"))
+            .collect();
+        let r = http
+            .put(format!("{upload_url}&comp=blocklist"))
+            .body(format!("<BlockList>{list}</BlockList>"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        let (s, v) = twirp(
+            &http,
+            &server.twirp_url("FinalizeCacheEntryUpload"),
+            json!({"key": key, "version": version, "size_bytes": size.to_string()}),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+    }
+
     /// Looks a key up; returns the download URL on a hit.
     pub async fn lookup(server: &super::Server, key: &str, version: &str) -> Option<String> {
         let http = reqwest::Client::new();

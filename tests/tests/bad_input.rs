@@ -2,7 +2,7 @@
 //! serving, and no stored entry changes.
 
 use hmac::{Hmac, Mac};
-use hoard_e2e::client::{restore, save, twirp};
+use hoard_e2e::client::{commit_blocks, restore, save, twirp};
 use hoard_e2e::Server;
 use prost::Message;
 use serde_json::{json, Value};
@@ -329,24 +329,7 @@ async fn blob_bad_input_gets_azure_errors() {
         Err(e) => assert!(e.is_request(), "{e}"),
     }
     // The earlier block of that id is intact: commit it alone and read it back.
-    let list = format!("<BlockList><Latest>{ok_xml}</Latest></BlockList>");
-    assert_eq!(
-        http.put(format!("{url}&comp=blocklist"))
-            .body(list)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        201
-    );
-    let (st, _) = twirp(
-        &http,
-        &s.twirp_url("FinalizeCacheEntryUpload"),
-        json!({"key": "blocks", "version": V, "size_bytes": "3"}),
-    )
-    .await;
-    assert_eq!(st, 200);
+    commit_blocks(&s, &url, "blocks", V, &[ok_xml], 3).await;
     assert_eq!(restore(&s, "blocks", V).await.as_deref(), Some(&b"abc"[..]));
     assert_eq!(
         restore(&s, "keep", V).await.as_deref(),

@@ -1,7 +1,7 @@
 //! Restarts and abandoned uploads: committed entries survive, pending uploads can be
 //! resumed after a restart, and uploads never finalized are reclaimed.
 
-use hoard_e2e::client::{restore, save, twirp};
+use hoard_e2e::client::{commit_blocks, restore, save, twirp};
 use hoard_e2e::Server;
 use serde_json::json;
 use std::time::Duration;
@@ -47,28 +47,7 @@ async fn entries_and_pending_uploads_survive_a_restart() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 201);
-    let list = format!(
-        "<BlockList><Latest>{}</Latest><Latest>{}</Latest></BlockList>",
-        b64("b1"),
-        b64("b2")
-    );
-    assert_eq!(
-        http.put(format!("{upload}&comp=blocklist"))
-            .body(list)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        201
-    );
-    let (st, _) = twirp(
-        &http,
-        &server.twirp_url("FinalizeCacheEntryUpload"),
-        json!({"key": "pending", "version": V, "size_bytes": "12"}),
-    )
-    .await;
-    assert_eq!(st, 200);
+    commit_blocks(&server, &upload, "pending", V, &[b64("b1"), b64("b2")], 12).await;
     assert_eq!(
         restore(&server, "pending", V).await.as_deref(),
         Some(&b"first-second"[..])
