@@ -222,10 +222,15 @@ pub mod client {
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 201);
+        finalize(server, key, version, data.len() as u64).await
+    }
+
+    /// Finalizes an upload of `size` bytes; panics if refused. Returns the entry id.
+    pub async fn finalize(server: &super::Server, key: &str, version: &str, size: u64) -> String {
         let (s, v) = twirp(
-            &http,
+            &reqwest::Client::new(),
             &server.twirp_url("FinalizeCacheEntryUpload"),
-            json!({"key": key, "version": version, "size_bytes": data.len().to_string()}),
+            json!({"key": key, "version": version, "size_bytes": size.to_string()}),
         )
         .await;
         assert_eq!(s, 200, "{v}");
@@ -254,13 +259,7 @@ pub mod client {
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 201);
-        let (s, v) = twirp(
-            &http,
-            &server.twirp_url("FinalizeCacheEntryUpload"),
-            json!({"key": key, "version": version, "size_bytes": size.to_string()}),
-        )
-        .await;
-        assert_eq!(s, 200, "{v}");
+        finalize(server, key, version, size).await;
     }
 
     /// Looks a key up; returns the download URL on a hit.
