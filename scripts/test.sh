@@ -2,25 +2,50 @@
 # Runs every test of hoard: Rust unit tests and black-box tests against the real
 # binary, then the Node.js tests that drive it with the real @actions/cache and
 # Azure Blob SDK packages (installed here from the lockfile under tests/node).
+#
+# The black-box suites run on each deployment hoard supports: SQLite + directory,
+# PostgreSQL + directory, PostgreSQL + S3. PostgreSQL is the server on
+# 127.0.0.1:5432 (or HOARD_TEST_POSTGRES_URL); the S3 server is s3s-fs, installed
+# here from crates.io into the tools directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+TOOLS_DIR="${HOARD_TOOLS_DIR:-$HOME/.cache/hoard/tools}"
+S3S_VERSION=0.14.1
 
 echo "== npm packages of the real clients"
 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+
+echo "== S3 test server (s3s-fs $S3S_VERSION)"
+export HOARD_S3_SERVER="$TOOLS_DIR/bin/s3s-fs"
+if ! "$HOARD_S3_SERVER" --version 2>/dev/null | grep -q "$S3S_VERSION"; then
+  cargo install --locked "s3s-fs@$S3S_VERSION" --features binary --root "$TOOLS_DIR"
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "== cargo-nextest"
+  cargo install --locked cargo-nextest --root "$TOOLS_DIR"
+  export PATH="$TOOLS_DIR/bin:$PATH"
+fi
 
 echo "== build"
 cargo build --locked -p hoard
 export HOARD_BIN="$CARGO_TARGET_DIR/debug/hoard"
 
-echo "== Rust tests"
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --workspace --no-fail-fast
-else
-  cargo test --locked --workspace --no-fail-fast
-fi
+echo "== Rust tests (unit, stores on SQLite and PostgreSQL, black-box on SQLite + directory)"
+cargo nextest run --locked --workspace --no-fail-fast
 
-echo "== Node.js tests with the real clients"
-node --test --test-concurrency=1 tests/node/
+# Tests that pick their own deployment (replicas, faults) ran above; the others
+# run again on each other backend.
+for backend in pg-dir pg-s3; do
+  echo "== Rust black-box tests on $backend"
+  HOARD_TEST_BACKEND=$backend cargo nextest run --locked -p hoard-e2e --no-fail-fast \
+    -E 'not binary(replicas) and not binary(faults)'
+done
+
+for backend in sqlite-dir pg-dir pg-s3; do
+  echo "== Node.js tests with the real clients on $backend"
+  HOARD_TEST_BACKEND=$backend node --test --test-concurrency=1 tests/node/
+done

@@ -431,7 +431,8 @@ async fn lookups(args: &Args) -> Result<()> {
     std::fs::create_dir_all(&data)?;
     let n = args.lookup_entries;
     {
-        let store = hoard_db::SqliteStore::open(&data.join("hoard.db"))
+        let url = hoard_db::sqlite_url(&data.join("hoard.db"));
+        let store = hoard_db::open(&url, &Default::default())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         store

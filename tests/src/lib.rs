@@ -1,5 +1,12 @@
 //! Test harness: starts the real `hoard` binary on a free port with its own data
 //! directory, and captures what it logs.
+//!
+//! `HOARD_TEST_BACKEND` picks the stores every server of a test run uses:
+//! `sqlite-dir` (default: SQLite + a directory), `pg-dir` (a throwaway PostgreSQL
+//! database + a directory) or `pg-s3` (PostgreSQL + a real S3 server).
+
+pub mod postgres;
+pub mod s3;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -24,6 +31,55 @@ pub fn hoard_bin() -> PathBuf {
     bin
 }
 
+/// Which metadata and blob stores a server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    SqliteDir,
+    PgDir,
+    PgS3,
+}
+
+impl Backend {
+    pub fn from_env() -> Backend {
+        match std::env::var("HOARD_TEST_BACKEND").as_deref() {
+            Ok("pg-dir") => Backend::PgDir,
+            Ok("pg-s3") => Backend::PgS3,
+            Ok("sqlite-dir") | Ok("") | Err(_) => Backend::SqliteDir,
+            Ok(other) => panic!("unknown HOARD_TEST_BACKEND {other:?}"),
+        }
+    }
+}
+
+/// The shared parts of a deployment: the database and the bucket that every
+/// replica of it uses (none for SQLite + directory, which live in the data dir).
+pub struct Deployment {
+    pub database: Option<postgres::TempDatabase>,
+    pub s3: Option<s3::S3Server>,
+}
+
+impl Deployment {
+    pub fn new(backend: Backend) -> Arc<Deployment> {
+        let database = match backend {
+            Backend::SqliteDir => None,
+            Backend::PgDir | Backend::PgS3 => Some(postgres::TempDatabase::create()),
+        };
+        let s3 = (backend == Backend::PgS3).then(s3::S3Server::start);
+        Arc::new(Deployment { database, s3 })
+    }
+
+    /// hoard's environment for these stores.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        if let Some(db) = &self.database {
+            env.push(("HOARD_DATABASE_URL".to_string(), db.url.clone()));
+        }
+        if let Some(s3) = &self.s3 {
+            env.extend(s3.env());
+        }
+        env
+    }
+}
+
 /// A running hoard.
 pub struct Server {
     child: Option<Child>,
@@ -33,6 +89,7 @@ pub struct Server {
     log: Arc<Mutex<String>>,
     _owned_dir: Option<tempfile::TempDir>,
     env: Vec<(String, String)>,
+    pub deployment: Arc<Deployment>,
 }
 
 impl Server {
@@ -41,17 +98,33 @@ impl Server {
         Self::start_with(&[])
     }
 
-    /// Starts hoard with a fresh data directory and extra environment.
+    /// Starts hoard with a fresh data directory and extra environment, on the
+    /// stores `HOARD_TEST_BACKEND` names.
     pub fn start_with(env: &[(&str, &str)]) -> Server {
+        Self::start_on(Deployment::new(Backend::from_env()), env)
+    }
+
+    /// Starts hoard with a fresh data directory on a deployment's stores: call it
+    /// again with the same deployment for another replica.
+    pub fn start_on(deployment: Arc<Deployment>, env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().to_path_buf();
-        let mut s = Self::start_in(&path, env, "127.0.0.1:0");
+        let mut s = Self::launch(deployment, &path, env, "127.0.0.1:0");
         s._owned_dir = Some(dir);
         s
     }
 
-    /// Starts hoard on an existing data directory (for restarts) and address.
+    /// Starts hoard on an existing data directory and address.
     pub fn start_in(data_dir: &Path, env: &[(&str, &str)], listen: &str) -> Server {
+        Self::launch(Deployment::new(Backend::from_env()), data_dir, env, listen)
+    }
+
+    fn launch(
+        deployment: Arc<Deployment>,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        listen: &str,
+    ) -> Server {
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -63,7 +136,8 @@ impl Server {
             .env("HOARD_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (k, v) in &env {
+        // The test's own variables come last, so they win.
+        for (k, v) in deployment.env().iter().chain(&env) {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn hoard");
@@ -104,6 +178,7 @@ impl Server {
             log,
             _owned_dir: None,
             env,
+            deployment,
         }
     }
 
@@ -157,9 +232,30 @@ impl Server {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let listen = self.url.trim_start_matches("http://").to_string();
-        let mut next = Server::start_in(&self.data_dir, &env, &listen);
+        let mut next = Server::launch(self.deployment.clone(), &self.data_dir, &env, &listen);
         next._owned_dir = self._owned_dir.take();
         next
+    }
+
+    /// The files holding entry `id`'s objects, whichever store keeps them (an S3
+    /// server may leave empty directories behind; they hold nothing).
+    pub fn entry_objects(&self, id: &str) -> Vec<PathBuf> {
+        let dir = match &self.deployment.s3 {
+            Some(s3) => s3.bucket_dir().join("cache/entries").join(id),
+            None => self.data_dir.join("blobs/objects/entries").join(id),
+        };
+        let mut files = Vec::new();
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    stack.push(e.path());
+                } else {
+                    files.push(e.path());
+                }
+            }
+        }
+        files
     }
 
     /// `ACTIONS_RESULTS_URL` as a runner would set it.

@@ -83,12 +83,16 @@ async fn abandoned_uploads_are_reclaimed() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 201);
-    let staged = server.data_dir.join("blobs/objects/entries").join(&id);
-    assert!(staged.exists(), "the staged block is on disk");
+    assert_eq!(
+        server.entry_objects(&id).len(),
+        1,
+        "the staged block is stored"
+    );
 
     assert!(server.wait_for_log("reclaimed abandoned uploads", Duration::from_secs(10)));
-    assert!(
-        !staged.exists(),
+    assert_eq!(
+        server.entry_objects(&id),
+        Vec::<std::path::PathBuf>::new(),
         "the staged block is deleted with the upload"
     );
     // The upload URL no longer accepts blocks, and the key can be saved afresh.

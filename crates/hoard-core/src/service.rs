@@ -13,6 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Tunables of the service.
 #[derive(Debug, Clone)]
@@ -27,6 +28,9 @@ pub struct ServiceConfig {
     pub max_block_bytes: u64,
     /// The most blocks one block list may name (Azure: 50,000).
     pub max_blocks: usize,
+    /// Hand out the blob store's own presigned URL for single-object entries, so
+    /// downloads skip hoard.
+    pub direct_download: bool,
 }
 
 impl Default for ServiceConfig {
@@ -37,6 +41,7 @@ impl Default for ServiceConfig {
             pending_timeout_secs: 3600,
             max_block_bytes: 4000 * 1024 * 1024,
             max_blocks: 50_000,
+            direct_download: false,
         }
     }
 }
@@ -211,6 +216,36 @@ impl CacheService {
             entry_id,
             self.config.download_url_ttl_secs,
         )
+    }
+
+    /// A presigned URL of the blob store for a found entry, where configured and
+    /// the entry is one whole object; else `None` and the client downloads through
+    /// hoard. Failing to presign is not an error: hoard's own URL still works.
+    pub async fn direct_download_url(&self, entry: &Entry) -> Option<String> {
+        if !self.config.direct_download {
+            return None;
+        }
+        let parts = match self.meta.parts(entry.id).await {
+            Ok(parts) => parts,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading an entry's parts for a direct URL");
+                return None;
+            }
+        };
+        let [part] = parts.as_slice() else {
+            return None;
+        };
+        if part.offset != 0 || part.size != entry.size {
+            return None;
+        }
+        let ttl = Duration::from_secs(self.config.download_url_ttl_secs.max(1) as u64);
+        match self.blobs.direct_url(&part.object, ttl).await {
+            Ok(url) => url,
+            Err(e) => {
+                tracing::warn!(error = %e, "presigning a download URL");
+                None
+            }
+        }
     }
 
     /// DeleteCacheEntry: removes the caller's committed entries with this key.

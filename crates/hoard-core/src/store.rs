@@ -195,4 +195,15 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Deletes every object whose name starts with `prefix/`.
     async fn delete_prefix(&self, prefix: &str) -> Result<(), BlobError>;
+
+    /// A URL a client can GET the whole object from without going through hoard
+    /// (a presigned object-storage URL), valid for `expires_in`; `None` where the
+    /// store has no such thing.
+    async fn direct_url(
+        &self,
+        _name: &str,
+        _expires_in: std::time::Duration,
+    ) -> Result<Option<String>, BlobError> {
+        Ok(None)
+    }
 }

@@ -1,6 +1,8 @@
-//! hoard's metadata store on sqlx.
+//! hoard's metadata store on sqlx: SQLite (embedded default) and PostgreSQL.
 
 mod keys;
-pub mod sqlite;
+pub mod open;
+pub mod sql;
 
-pub use sqlite::SqliteStore;
+pub use open::{open, sqlite_url, PoolConfig};
+pub use sql::{Dialect, SqlStore};

@@ -167,10 +167,16 @@ async fn dispatch(app: &AppState, path: &str, request: Request) -> Result<Respon
             // A miss is not an error: ok=false with HTTP 200.
             let resp = match found {
                 Some(e) => {
-                    let base = urls::base_url(app.public_url.as_deref(), &headers);
+                    let url = match svc.direct_download_url(&e).await {
+                        Some(url) => url,
+                        None => {
+                            let base = urls::base_url(app.public_url.as_deref(), &headers);
+                            urls::signed_url(&base, &svc.download_ref(e.id))
+                        }
+                    };
                     pb::GetCacheEntryDownloadUrlResponse {
                         ok: true,
-                        signed_download_url: urls::signed_url(&base, &svc.download_ref(e.id)),
+                        signed_download_url: url,
                         matched_key: e.key,
                     }
                 }

@@ -11,19 +11,55 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     /// Address and port to listen on.
     pub listen: String,
-    /// Where the SQLite database, the blobs and the signing key live.
+    /// Where the SQLite database and the blobs live by default.
     pub data_dir: PathBuf,
     /// Base URL put into signed URLs; empty: from each request's Host header.
     pub public_url: String,
+    pub database: Database,
+    pub storage: Storage,
     pub signing: Signing,
     pub uploads: Uploads,
     pub downloads: Downloads,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Database {
+    /// `sqlite://path` or `postgres://user:password@host/db`; empty: SQLite in the
+    /// data dir.
+    pub url: String,
+    /// PostgreSQL connections per replica.
+    pub max_connections: u32,
+    /// Seconds a request waits for a database connection before failing.
+    pub acquire_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    /// `file:///path`, `s3://bucket/prefix`, `gs://bucket/prefix` or
+    /// `az://container/prefix`; empty: the `blobs` directory in the data dir.
+    pub url: String,
+    /// S3 endpoint of a non-AWS server, e.g. `http://minio:9000`.
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Path-style S3 requests; default: on when `endpoint` is set.
+    pub path_style: Option<bool>,
+    /// Bytes per uploaded part in object storage (at least 5 MiB).
+    pub part_size_bytes: usize,
+    /// Upload bytes one replica holds in memory at once.
+    pub upload_buffer_bytes: usize,
+    /// Downloads of single-object entries get a presigned URL of the bucket.
+    pub direct_download: bool,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Signing {
-    /// Secret for signed URLs; empty: generated once and kept in the data dir.
+    /// Secret for signed URLs; empty: generated once and kept in the database,
+    /// so every replica shares it.
     pub secret: String,
 }
 
@@ -53,9 +89,37 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./hoard-data"),
             public_url: String::new(),
+            database: Database::default(),
+            storage: Storage::default(),
             signing: Signing::default(),
             uploads: Uploads::default(),
             downloads: Downloads::default(),
+        }
+    }
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database {
+            url: String::new(),
+            max_connections: 16,
+            acquire_timeout_secs: 5,
+        }
+    }
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            url: String::new(),
+            endpoint: String::new(),
+            region: String::new(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            path_style: None,
+            part_size_bytes: 8 * 1024 * 1024,
+            upload_buffer_bytes: 32 * 1024 * 1024,
+            direct_download: false,
         }
     }
 }
@@ -87,6 +151,14 @@ fn parse_env<T: std::str::FromStr>(name: &str, slot: &mut T) -> Result<()> {
     Ok(())
 }
 
+fn parse_bool(name: &str, v: &str) -> Result<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => bail!("{name}={v:?} is not true or false"),
+    }
+}
+
 impl Config {
     /// Reads the file (if any) and applies the environment overrides.
     pub fn load(file: Option<&Path>) -> Result<Config> {
@@ -107,6 +179,40 @@ impl Config {
         parse_env("HOARD_LISTEN", &mut self.listen)?;
         parse_env("HOARD_DATA_DIR", &mut self.data_dir)?;
         parse_env("HOARD_PUBLIC_URL", &mut self.public_url)?;
+        parse_env("HOARD_DATABASE_URL", &mut self.database.url)?;
+        parse_env(
+            "HOARD_DATABASE_MAX_CONNECTIONS",
+            &mut self.database.max_connections,
+        )?;
+        parse_env(
+            "HOARD_DATABASE_ACQUIRE_TIMEOUT_SECS",
+            &mut self.database.acquire_timeout_secs,
+        )?;
+        parse_env("HOARD_STORAGE_URL", &mut self.storage.url)?;
+        parse_env("HOARD_STORAGE_ENDPOINT", &mut self.storage.endpoint)?;
+        parse_env("HOARD_STORAGE_REGION", &mut self.storage.region)?;
+        parse_env(
+            "HOARD_STORAGE_ACCESS_KEY_ID",
+            &mut self.storage.access_key_id,
+        )?;
+        parse_env(
+            "HOARD_STORAGE_SECRET_ACCESS_KEY",
+            &mut self.storage.secret_access_key,
+        )?;
+        if let Ok(v) = std::env::var("HOARD_STORAGE_PATH_STYLE") {
+            self.storage.path_style = Some(parse_bool("HOARD_STORAGE_PATH_STYLE", &v)?);
+        }
+        parse_env(
+            "HOARD_STORAGE_PART_SIZE_BYTES",
+            &mut self.storage.part_size_bytes,
+        )?;
+        parse_env(
+            "HOARD_STORAGE_UPLOAD_BUFFER_BYTES",
+            &mut self.storage.upload_buffer_bytes,
+        )?;
+        if let Ok(v) = std::env::var("HOARD_STORAGE_DIRECT_DOWNLOAD") {
+            self.storage.direct_download = parse_bool("HOARD_STORAGE_DIRECT_DOWNLOAD", &v)?;
+        }
         parse_env("HOARD_SIGNING_SECRET", &mut self.signing.secret)?;
         parse_env(
             "HOARD_UPLOADS_PENDING_TIMEOUT_SECS",
@@ -141,6 +247,15 @@ impl Config {
         if self.uploads.max_block_bytes == 0 {
             bail!("uploads.max_block_bytes must be positive");
         }
+        if self.database.max_connections == 0 {
+            bail!("database.max_connections must be positive");
+        }
+        if self.storage.part_size_bytes < 5 * 1024 * 1024 {
+            bail!("storage.part_size_bytes must be at least 5 MiB (S3's smallest part)");
+        }
+        if self.storage.upload_buffer_bytes < self.storage.part_size_bytes {
+            bail!("storage.upload_buffer_bytes must hold at least one part");
+        }
         let url = &self.public_url;
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             bail!("public_url must start with http:// or https://");
@@ -165,5 +280,14 @@ mod tests {
         assert_eq!(parsed.uploads.pending_timeout_secs, 5);
         assert_eq!(parsed.uploads.url_ttl_secs, 3600);
         assert!(toml::from_str::<Config>("nonsense = 1").is_err());
+        let parsed: Config = toml::from_str(
+            "[database]\nurl = \"postgres://db/hoard\"\n[storage]\nurl = \"s3://b/p\"\npath_style = false\n",
+        )
+        .unwrap();
+        assert_eq!(parsed.database.url, "postgres://db/hoard");
+        assert_eq!(parsed.storage.path_style, Some(false));
+        assert_eq!(parsed.storage.part_size_bytes, 8 * 1024 * 1024);
+        assert!(parse_bool("X", "maybe").is_err());
+        assert!(parse_bool("X", " TRUE ").unwrap());
     }
 }

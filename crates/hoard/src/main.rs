@@ -29,12 +29,18 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "HOARD_LISTEN")]
     listen: Option<String>,
-    /// Directory for the database, blobs and signing key [default: ./hoard-data]
+    /// Directory for the default SQLite database and blobs [default: ./hoard-data]
     #[arg(long, env = "HOARD_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Base URL clients reach hoard at, used in signed URLs [default: from each request]
     #[arg(long, env = "HOARD_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Metadata database: sqlite://path or postgres://... [default: SQLite in the data dir]
+    #[arg(long, env = "HOARD_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Blob storage: file:///path, s3://bucket/prefix, gs://..., az://... [default: the data dir]
+    #[arg(long, env = "HOARD_STORAGE_URL")]
+    storage_url: Option<String>,
     /// TOML configuration file
     #[arg(long, env = "HOARD_CONFIG")]
     config: Option<PathBuf>,
@@ -76,6 +82,12 @@ fn main() -> Result<()> {
             }
             if let Some(v) = args.public_url {
                 config.public_url = v;
+            }
+            if let Some(v) = args.database_url {
+                config.database.url = v;
+            }
+            if let Some(v) = args.storage_url {
+                config.storage.url = v;
             }
             config.validate()?;
             tokio::runtime::Builder::new_multi_thread()

@@ -1,33 +1,50 @@
-//! The embedded default: SQLite in WAL mode. All writes go through one connection
-//! (SQLite has one writer anyway; this avoids lock-upgrade failures), reads through
-//! a pool.
+//! The metadata store on SQL: the embedded SQLite file (the default) or a shared
+//! PostgreSQL server (many replicas). One implementation over sqlx's Any driver;
+//! the few places the engines differ ask [`Dialect`].
+//!
+//! Statements use numbered placeholders (`$1`), which both engines accept. sqlx's
+//! QueryBuilder writes `?` for the Any driver, so multi-row statements are built
+//! with [`values`] instead.
 
 use crate::keys::prefix_upper_bound;
 use async_trait::async_trait;
 use hoard_core::model::{blob_hash, Entry, EntryState, Part, StoredObject};
 use hoard_core::store::{BlobCommit, Finalized, MetaStore, Reservation, Staged, StoreError};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyPool, Row};
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
 
-pub struct SqliteStore {
-    write: SqlitePool,
-    read: SqlitePool,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
 }
 
-fn backend(e: sqlx::Error) -> StoreError {
+impl Dialect {
+    /// Row lock for read-then-write steps of one upload. SQLite needs none: its
+    /// writes all go through one connection, one transaction at a time.
+    fn lock(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+}
+
+pub struct SqlStore {
+    dialect: Dialect,
+    write: AnyPool,
+    read: AnyPool,
+}
+
+pub(crate) fn backend(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
 const ENTRY_COLUMNS: &str =
     "id, namespace, scope, key, version, state, size, hash, created_at, last_accessed_at";
 
-fn entry_from_row(row: &SqliteRow) -> Result<Entry, StoreError> {
+fn entry_from_row(row: &AnyRow) -> Result<Entry, StoreError> {
     let key: Vec<u8> = row.try_get("key").map_err(backend)?;
     let state: String = row.try_get("state").map_err(backend)?;
     Ok(Entry {
@@ -45,60 +62,64 @@ fn entry_from_row(row: &SqliteRow) -> Result<Entry, StoreError> {
     })
 }
 
-/// Read connections: enough that 64 concurrent lookups rarely queue for one.
-const READERS: u32 = 8;
-
-/// Rows of a multi-row INSERT per statement; keeps under SQLite's variable limit.
+/// Rows of a multi-row statement; keeps well under both engines' parameter limits.
 const INSERT_CHUNK: usize = 500;
 
-impl SqliteStore {
-    /// Opens (creating if needed) the database file and applies migrations.
-    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        Self::connect(options).await
+/// `($1, $2), ($3, $4), ...`: placeholders for `rows` rows of `columns` values,
+/// numbered from `$first`.
+fn values(rows: usize, columns: usize, first: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(first + r * columns + c).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
+impl SqlStore {
+    pub(crate) fn new(dialect: Dialect, write: AnyPool, read: AnyPool) -> SqlStore {
+        SqlStore {
+            dialect,
+            write,
+            read,
+        }
     }
 
-    /// Opens a database from a `sqlite://` URL.
-    pub async fn open_url(url: &str) -> Result<SqliteStore, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(backend)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        Self::connect(options).await
-    }
-
-    async fn connect(options: SqliteConnectOptions) -> Result<SqliteStore, StoreError> {
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await
-            .map_err(backend)?;
-        sqlx::migrate!("../../migrations/sqlite")
-            .run(&write)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migrations: {e}")))?;
-        // The OS page cache holds the database file too; a small cache per reader
-        // keeps memory flat as the database grows.
-        let read = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .connect_with(options.read_only(true).pragma("cache_size", "-1024"))
-            .await
-            .map_err(backend)?;
-        Ok(SqliteStore { write, read })
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     pub async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
+    }
+
+    /// The shared setting `name`; when no replica has set it yet, `proposed`
+    /// becomes its value. Every replica gets the same answer.
+    pub async fn setting_or_init(&self, name: &str, proposed: &str) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(proposed)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.write)
+            .await
+            .map_err(backend)
     }
 
     /// Inserts a committed entry directly (benchmarks and tests seed with it).
@@ -116,7 +137,7 @@ impl SqliteStore {
         let mut tx = self.write.begin().await.map_err(backend)?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO entries (namespace, scope, key, version, state, size, hash, created_at, last_accessed_at)
-             VALUES (?, ?, ?, ?, 'committed', ?, '', ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, 'committed', $5, '', $6, $6) RETURNING id",
         )
         .bind(namespace)
         .bind(scope)
@@ -124,12 +145,12 @@ impl SqliteStore {
         .bind(version)
         .bind(size)
         .bind(created_at)
-        .bind(created_at)
         .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;
         sqlx::query(
-            "INSERT INTO parts (entry_id, idx, block_id, start, size, object, sha256) VALUES (?, 0, NULL, 0, ?, ?, '')",
+            "INSERT INTO parts (entry_id, idx, block_id, start, size, object, sha256)
+             VALUES ($1, 0, NULL, 0, $2, $3, '')",
         )
         .bind(id)
         .bind(size)
@@ -140,9 +161,7 @@ impl SqliteStore {
         tx.commit().await.map_err(backend)?;
         Ok(id)
     }
-}
 
-impl SqliteStore {
     /// Inserts many committed one-part entries in one transaction (benchmarks and
     /// tests seed large databases with it). `entries` are (key, created_at).
     pub async fn insert_committed_bulk(
@@ -154,21 +173,25 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         for chunk in entries.chunks(INSERT_CHUNK) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO entries (namespace, scope, key, version, state, size, hash, created_at, last_accessed_at) ",
+            let sql = format!(
+                "INSERT INTO entries (namespace, scope, key, version, state, size, hash, created_at, last_accessed_at)
+                 VALUES {}",
+                values(chunk.len(), 9, 1)
             );
-            qb.push_values(chunk, |mut r, (key, created)| {
-                r.push_bind(namespace)
-                    .push_bind(scope)
-                    .push_bind(key.as_bytes())
-                    .push_bind(version)
-                    .push_bind("committed")
-                    .push_bind(0i64)
-                    .push_bind("")
-                    .push_bind(*created)
-                    .push_bind(*created);
-            });
-            qb.build().execute(&mut *tx).await.map_err(backend)?;
+            let mut q = sqlx::query(&sql);
+            for (key, created) in chunk {
+                q = q
+                    .bind(namespace)
+                    .bind(scope)
+                    .bind(key.as_bytes())
+                    .bind(version)
+                    .bind("committed")
+                    .bind(0i64)
+                    .bind("")
+                    .bind(*created)
+                    .bind(*created);
+            }
+            q.execute(&mut *tx).await.map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(())
@@ -182,8 +205,10 @@ struct BlockRow {
     sha256: String,
 }
 
+type Tx<'a> = sqlx::Transaction<'a, Any>;
+
 async fn insert_parts(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     entry_id: i64,
     parts: &[(Option<&str>, &BlockRow)],
 ) -> Result<(i64, String), StoreError> {
@@ -194,19 +219,22 @@ async fn insert_parts(
         start += b.size;
     }
     for chunk in rows.chunks(INSERT_CHUNK) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO parts (entry_id, idx, block_id, start, size, object, sha256) ",
+        let sql = format!(
+            "INSERT INTO parts (entry_id, idx, block_id, start, size, object, sha256) VALUES {}",
+            values(chunk.len(), 7, 1)
         );
-        qb.push_values(chunk, |mut r, (idx, block_id, start, b)| {
-            r.push_bind(entry_id)
-                .push_bind(*idx)
-                .push_bind(*block_id)
-                .push_bind(*start)
-                .push_bind(b.size)
-                .push_bind(b.object.as_str())
-                .push_bind(b.sha256.as_str());
-        });
-        qb.build().execute(&mut **tx).await.map_err(backend)?;
+        let mut q = sqlx::query(&sql);
+        for (idx, block_id, start, b) in chunk {
+            q = q
+                .bind(entry_id)
+                .bind(*idx)
+                .bind(*block_id)
+                .bind(*start)
+                .bind(b.size)
+                .bind(b.object.as_str())
+                .bind(b.sha256.as_str());
+        }
+        q.execute(&mut **tx).await.map_err(backend)?;
     }
     let digests: Vec<&str> = parts.iter().map(|(_, b)| b.sha256.as_str()).collect();
     let hash = if digests.is_empty() {
@@ -218,42 +246,18 @@ async fn insert_parts(
     Ok((start, hash))
 }
 
-/// The entry (in any state) a namespace, scope, version and key name:
-/// (id, state, created_at, size).
-async fn entry_by_identity(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
-    namespace: &str,
-    scope: &str,
-    version: &str,
-    key: &str,
-) -> Result<Option<(i64, String, i64, i64)>, StoreError> {
-    sqlx::query_as(
-        "SELECT id, state, created_at, size FROM entries
-         WHERE namespace = ? AND scope = ? AND version = ? AND key = ?",
-    )
-    .bind(namespace)
-    .bind(scope)
-    .bind(version)
-    .bind(key.as_bytes())
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)
-}
-
-async fn entry_state(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
-    entry_id: i64,
-) -> Result<Option<(EntryState, i64)>, StoreError> {
-    let row: Option<(String, i64)> = sqlx::query_as("SELECT state, size FROM entries WHERE id = ?")
+/// Runs a statement that takes the entry id as its only parameter.
+async fn by_entry(tx: &mut Tx<'_>, sql: &str, entry_id: i64) -> Result<(), StoreError> {
+    sqlx::query(sql)
         .bind(entry_id)
-        .fetch_optional(&mut **tx)
+        .execute(&mut **tx)
         .await
         .map_err(backend)?;
-    Ok(row.and_then(|(s, size)| EntryState::parse(&s).map(|s| (s, size))))
+    Ok(())
 }
 
 async fn object_names(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     sql: &str,
     entry_id: i64,
 ) -> Result<Vec<String>, StoreError> {
@@ -264,8 +268,72 @@ async fn object_names(
         .map_err(backend)
 }
 
+impl SqlStore {
+    /// The entry (in any state) a namespace, scope, version and key name, locked
+    /// for this transaction: (id, state, created_at, size).
+    async fn entry_by_identity(
+        &self,
+        tx: &mut Tx<'_>,
+        namespace: &str,
+        scope: &str,
+        version: &str,
+        key: &str,
+    ) -> Result<Option<(i64, String, i64, i64)>, StoreError> {
+        let sql = format!(
+            "SELECT id, state, created_at, size FROM entries
+             WHERE namespace = $1 AND scope = $2 AND version = $3 AND key = $4{}",
+            self.dialect.lock()
+        );
+        sqlx::query_as(&sql)
+            .bind(namespace)
+            .bind(scope)
+            .bind(version)
+            .bind(key.as_bytes())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)
+    }
+
+    /// An entry's state and size, locked for this transaction.
+    async fn entry_state(
+        &self,
+        tx: &mut Tx<'_>,
+        entry_id: i64,
+    ) -> Result<Option<(EntryState, i64)>, StoreError> {
+        let sql = format!(
+            "SELECT state, size FROM entries WHERE id = $1{}",
+            self.dialect.lock()
+        );
+        let row: Option<(String, i64)> = sqlx::query_as(&sql)
+            .bind(entry_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+        Ok(row.and_then(|(s, size)| EntryState::parse(&s).map(|s| (s, size))))
+    }
+
+    /// Records an upload's blob as `parts` and moves it to 'uploaded'.
+    async fn set_blob(
+        &self,
+        tx: &mut Tx<'_>,
+        entry_id: i64,
+        parts: &[(Option<&str>, &BlockRow)],
+    ) -> Result<i64, StoreError> {
+        by_entry(tx, "DELETE FROM parts WHERE entry_id = $1", entry_id).await?;
+        let (size, hash) = insert_parts(tx, entry_id, parts).await?;
+        sqlx::query("UPDATE entries SET state = 'uploaded', size = $1, hash = $2 WHERE id = $3")
+            .bind(size)
+            .bind(&hash)
+            .bind(entry_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        Ok(size)
+    }
+}
+
 #[async_trait]
-impl MetaStore for SqliteStore {
+impl MetaStore for SqlStore {
     async fn reserve(
         &self,
         namespace: &str,
@@ -276,38 +344,41 @@ impl MetaStore for SqliteStore {
         stale_before: i64,
     ) -> Result<Reservation, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        let existing = entry_by_identity(&mut tx, namespace, scope, version, key).await?;
+        let existing = self
+            .entry_by_identity(&mut tx, namespace, scope, version, key)
+            .await?;
         let mut replaced = None;
         if let Some((id, state, created_at, _)) = existing {
             if state == EntryState::Committed.as_str() || created_at >= stale_before {
                 return Ok(Reservation::Taken);
             }
-            sqlx::query("DELETE FROM entries WHERE id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            by_entry(&mut tx, "DELETE FROM entries WHERE id = $1", id).await?;
             replaced = Some(id);
         }
-        let id: i64 = sqlx::query_scalar(
+        // Another replica may reserve the same key between the read above and this
+        // insert; the unique key decides, and the loser is told the key is taken.
+        let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO entries (namespace, scope, key, version, state, created_at, last_accessed_at)
-             VALUES (?, ?, ?, ?, 'pending', ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, 'pending', $5, $5)
+             ON CONFLICT (namespace, scope, version, key) DO NOTHING RETURNING id",
         )
         .bind(namespace)
         .bind(scope)
         .bind(key.as_bytes())
         .bind(version)
         .bind(now)
-        .bind(now)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
+        let Some(id) = id else {
+            return Ok(Reservation::Taken);
+        };
         tx.commit().await.map_err(backend)?;
         Ok(Reservation::Created { id, replaced })
     }
 
     async fn entry(&self, id: i64) -> Result<Option<Entry>, StoreError> {
-        let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE id = ?");
+        let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE id = $1");
         let row = sqlx::query(&sql)
             .bind(id)
             .fetch_optional(&self.read)
@@ -323,25 +394,25 @@ impl MetaStore for SqliteStore {
         stored: &StoredObject,
     ) -> Result<Staged, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        // The upload's state, the object this block id had, and whether a committed
-        // (not yet finalized) block list still uses it: one round trip.
-        let row: Option<(String, Option<String>, bool)> = sqlx::query_as(
-            "SELECT e.state, b.object,
-                    EXISTS (SELECT 1 FROM parts p WHERE p.entry_id = e.id AND p.object = b.object)
-             FROM entries e LEFT JOIN blocks b ON b.entry_id = e.id AND b.block_id = ?
-             WHERE e.id = ?",
+        match self.entry_state(&mut tx, entry_id).await? {
+            Some((EntryState::Pending | EntryState::Uploaded, _)) => {}
+            _ => return Ok(Staged::NotPending),
+        }
+        // The object this block id had, and whether a committed (not yet
+        // finalized) block list still uses it.
+        let old: Option<(String, i64)> = sqlx::query_as(
+            "SELECT b.object,
+                    CASE WHEN EXISTS (SELECT 1 FROM parts p WHERE p.entry_id = b.entry_id AND p.object = b.object)
+                         THEN 1 ELSE 0 END
+             FROM blocks b WHERE b.entry_id = $1 AND b.block_id = $2",
         )
-        .bind(block_id)
         .bind(entry_id)
+        .bind(block_id)
         .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
-        let (old, in_use) = match row {
-            Some((state, old, in_use)) if state != EntryState::Committed.as_str() => (old, in_use),
-            _ => return Ok(Staged::NotPending),
-        };
         sqlx::query(
-            "INSERT INTO blocks (entry_id, block_id, object, size, sha256) VALUES (?, ?, ?, ?, ?)
+            "INSERT INTO blocks (entry_id, block_id, object, size, sha256) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (entry_id, block_id) DO UPDATE
              SET object = excluded.object, size = excluded.size, sha256 = excluded.sha256",
         )
@@ -353,8 +424,8 @@ impl MetaStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        let replaced = old.filter(|_| !in_use);
         tx.commit().await.map_err(backend)?;
+        let replaced = old.and_then(|(object, in_use)| (in_use == 0).then_some(object));
         Ok(Staged::Ok { replaced })
     }
 
@@ -365,11 +436,11 @@ impl MetaStore for SqliteStore {
         _now: i64,
     ) -> Result<BlobCommit, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        match entry_state(&mut tx, entry_id).await? {
+        match self.entry_state(&mut tx, entry_id).await? {
             None => return Ok(BlobCommit::NotFound),
             Some((EntryState::Committed, size)) => {
                 let committed: Vec<Option<String>> = sqlx::query_scalar(
-                    "SELECT block_id FROM parts WHERE entry_id = ? ORDER BY idx",
+                    "SELECT block_id FROM parts WHERE entry_id = $1 ORDER BY idx",
                 )
                 .bind(entry_id)
                 .fetch_all(&mut *tx)
@@ -389,7 +460,7 @@ impl MetaStore for SqliteStore {
             Some(_) => {}
         }
         let staged: Vec<(String, String, i64, String)> =
-            sqlx::query_as("SELECT block_id, object, size, sha256 FROM blocks WHERE entry_id = ?")
+            sqlx::query_as("SELECT block_id, object, size, sha256 FROM blocks WHERE entry_id = $1")
                 .bind(entry_id)
                 .fetch_all(&mut *tx)
                 .await
@@ -416,22 +487,17 @@ impl MetaStore for SqliteStore {
         }
         let old_parts = object_names(
             &mut tx,
-            "SELECT object FROM parts WHERE entry_id = ?",
+            "SELECT object FROM parts WHERE entry_id = $1",
             entry_id,
         )
         .await?;
-        sqlx::query("DELETE FROM parts WHERE entry_id = ?")
-            .bind(entry_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let (size, hash) = insert_parts(&mut tx, entry_id, &parts).await?;
+        let size = self.set_blob(&mut tx, entry_id, &parts).await?;
         // Blocks left out of the list are discarded, as Azure does.
         let listed: HashSet<&str> = block_ids.iter().map(String::as_str).collect();
         let mut dropped = Vec::new();
         for (id, b) in &staged {
             if !listed.contains(id.as_str()) {
-                sqlx::query("DELETE FROM blocks WHERE entry_id = ? AND block_id = ?")
+                sqlx::query("DELETE FROM blocks WHERE entry_id = $1 AND block_id = $2")
                     .bind(entry_id)
                     .bind(id)
                     .execute(&mut *tx)
@@ -440,13 +506,6 @@ impl MetaStore for SqliteStore {
                 dropped.push(b.object.clone());
             }
         }
-        sqlx::query("UPDATE entries SET state = 'uploaded', size = ?, hash = ? WHERE id = ?")
-            .bind(size)
-            .bind(&hash)
-            .bind(entry_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         let used: HashSet<&str> = parts.iter().map(|(_, b)| b.object.as_str()).collect();
         let mut unused: Vec<String> = old_parts
@@ -466,48 +525,32 @@ impl MetaStore for SqliteStore {
         _now: i64,
     ) -> Result<BlobCommit, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        match entry_state(&mut tx, entry_id).await? {
+        match self.entry_state(&mut tx, entry_id).await? {
             None => return Ok(BlobCommit::NotFound),
             Some((EntryState::Committed, _)) => return Ok(BlobCommit::Immutable),
             Some(_) => {}
         }
         let mut unused = object_names(
             &mut tx,
-            "SELECT object FROM parts WHERE entry_id = ?",
+            "SELECT object FROM parts WHERE entry_id = $1",
             entry_id,
         )
         .await?;
         unused.extend(
             object_names(
                 &mut tx,
-                "SELECT object FROM blocks WHERE entry_id = ?",
+                "SELECT object FROM blocks WHERE entry_id = $1",
                 entry_id,
             )
             .await?,
         );
-        for table in [
-            "DELETE FROM parts WHERE entry_id = ?",
-            "DELETE FROM blocks WHERE entry_id = ?",
-        ] {
-            sqlx::query(table)
-                .bind(entry_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
+        by_entry(&mut tx, "DELETE FROM blocks WHERE entry_id = $1", entry_id).await?;
         let row = BlockRow {
             object: stored.object.clone(),
             size: stored.size,
             sha256: stored.sha256.clone(),
         };
-        let (size, hash) = insert_parts(&mut tx, entry_id, &[(None, &row)]).await?;
-        sqlx::query("UPDATE entries SET state = 'uploaded', size = ?, hash = ? WHERE id = ?")
-            .bind(size)
-            .bind(&hash)
-            .bind(entry_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let size = self.set_blob(&mut tx, entry_id, &[(None, &row)]).await?;
         tx.commit().await.map_err(backend)?;
         unused.sort();
         unused.dedup();
@@ -525,7 +568,9 @@ impl MetaStore for SqliteStore {
         now: i64,
     ) -> Result<Finalized, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        let row = entry_by_identity(&mut tx, namespace, scope, version, key).await?;
+        let row = self
+            .entry_by_identity(&mut tx, namespace, scope, version, key)
+            .await?;
         let Some((id, state, _, stored_size)) = row else {
             return Ok(Finalized::NotFound);
         };
@@ -537,19 +582,15 @@ impl MetaStore for SqliteStore {
             Some(EntryState::Committed) => Ok(Finalized::Ok(id)),
             Some(EntryState::Uploaded) => {
                 sqlx::query(
-                    "UPDATE entries SET state = 'committed', created_at = ?, last_accessed_at = ? WHERE id = ?",
+                    "UPDATE entries SET state = 'committed', created_at = $1, last_accessed_at = $1
+                     WHERE id = $2",
                 )
-                .bind(now)
                 .bind(now)
                 .bind(id)
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
-                sqlx::query("DELETE FROM blocks WHERE entry_id = ?")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
+                by_entry(&mut tx, "DELETE FROM blocks WHERE entry_id = $1", id).await?;
                 tx.commit().await.map_err(backend)?;
                 Ok(Finalized::Ok(id))
             }
@@ -565,7 +606,7 @@ impl MetaStore for SqliteStore {
     ) -> Result<Option<Entry>, StoreError> {
         let sql = format!(
             "SELECT {ENTRY_COLUMNS} FROM entries
-             WHERE namespace = ? AND scope = ? AND version = ? AND key = ? AND state = 'committed'"
+             WHERE namespace = $1 AND scope = $2 AND version = $3 AND key = $4 AND state = 'committed'"
         );
         let row = sqlx::query(&sql)
             .bind(namespace)
@@ -588,10 +629,10 @@ impl MetaStore for SqliteStore {
         let upper = prefix_upper_bound(prefix.as_bytes());
         let sql = format!(
             "SELECT {ENTRY_COLUMNS} FROM entries
-             WHERE namespace = ? AND scope = ? AND version = ? AND key >= ? {}
+             WHERE namespace = $1 AND scope = $2 AND version = $3 AND key >= $4 {}
                AND state = 'committed'
              ORDER BY created_at DESC, id DESC LIMIT 1",
-            if upper.is_some() { "AND key < ?" } else { "" }
+            if upper.is_some() { "AND key < $5" } else { "" }
         );
         let mut q = sqlx::query(&sql)
             .bind(namespace)
@@ -615,43 +656,58 @@ impl MetaStore for SqliteStore {
         if scopes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "SELECT {ENTRY_COLUMNS} FROM entries WHERE state = 'committed' AND namespace = "
+        // Parameters in order: namespace, scopes, each prefix's bounds, limit.
+        let mut n = 1;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        let scope_params: Vec<String> = scopes.iter().map(|_| next()).collect();
+        let mut sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE state = 'committed' AND namespace = $1
+             AND scope IN ({})",
+            scope_params.join(", ")
+        );
+        let bounds: Vec<(Vec<u8>, Option<Vec<u8>>)> = prefixes
+            .iter()
+            .map(|p| (p.as_bytes().to_vec(), prefix_upper_bound(p.as_bytes())))
+            .collect();
+        if !bounds.is_empty() {
+            let ranges: Vec<String> = bounds
+                .iter()
+                .map(|(_, upper)| match upper {
+                    Some(_) => format!("(key >= {} AND key < {})", next(), next()),
+                    None => format!("(key >= {})", next()),
+                })
+                .collect();
+            sql.push_str(&format!(" AND ({})", ranges.join(" OR ")));
+        }
+        sql.push_str(&format!(
+            " ORDER BY created_at DESC, id DESC LIMIT {}",
+            next()
         ));
-        qb.push_bind(namespace);
-        qb.push(" AND scope IN (");
-        let mut sep = qb.separated(", ");
+        let mut q = sqlx::query(&sql).bind(namespace);
         for s in scopes {
-            sep.push_bind(s.as_str());
+            q = q.bind(s.as_str());
         }
-        qb.push(")");
-        if !prefixes.is_empty() {
-            qb.push(" AND (");
-            for (i, p) in prefixes.iter().enumerate() {
-                if i > 0 {
-                    qb.push(" OR ");
-                }
-                qb.push("(key >= ").push_bind(p.as_bytes().to_vec());
-                if let Some(u) = prefix_upper_bound(p.as_bytes()) {
-                    qb.push(" AND key < ").push_bind(u);
-                }
-                qb.push(")");
+        for (lower, upper) in bounds {
+            q = q.bind(lower);
+            if let Some(u) = upper {
+                q = q.bind(u);
             }
-            qb.push(")");
         }
-        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .push_bind(limit);
-        let rows = qb.build().fetch_all(&self.read).await.map_err(backend)?;
+        let rows = q.bind(limit).fetch_all(&self.read).await.map_err(backend)?;
         rows.iter().map(entry_from_row).collect()
     }
 
     async fn parts(&self, entry_id: i64) -> Result<Vec<Part>, StoreError> {
-        let rows: Vec<(i64, i64, String)> =
-            sqlx::query_as("SELECT start, size, object FROM parts WHERE entry_id = ? ORDER BY idx")
-                .bind(entry_id)
-                .fetch_all(&self.read)
-                .await
-                .map_err(backend)?;
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT start, size, object FROM parts WHERE entry_id = $1 ORDER BY idx",
+        )
+        .bind(entry_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
         Ok(rows
             .into_iter()
             .map(|(offset, size, object)| Part {
@@ -669,7 +725,8 @@ impl MetaStore for SqliteStore {
         key: &str,
     ) -> Result<Vec<i64>, StoreError> {
         sqlx::query_scalar(
-            "DELETE FROM entries WHERE namespace = ? AND scope = ? AND key = ? AND state = 'committed'
+            "DELETE FROM entries
+             WHERE namespace = $1 AND scope = $2 AND key = $3 AND state = 'committed'
              RETURNING id",
         )
         .bind(namespace)
@@ -683,7 +740,8 @@ impl MetaStore for SqliteStore {
     async fn delete_stale_uploads(&self, before: i64, limit: i64) -> Result<Vec<i64>, StoreError> {
         sqlx::query_scalar(
             "DELETE FROM entries WHERE id IN (
-                SELECT id FROM entries WHERE state IN ('pending', 'uploaded') AND created_at < ? LIMIT ?
+                SELECT id FROM entries
+                WHERE state IN ('pending', 'uploaded') AND created_at < $1 LIMIT $2
              ) RETURNING id",
         )
         .bind(before)
@@ -696,19 +754,36 @@ impl MetaStore for SqliteStore {
     async fn touch(&self, accesses: &[(i64, i64)]) -> Result<(), StoreError> {
         // One statement per chunk, not per entry: a busy server flushes tens of
         // thousands of accesses at once, and the writer must stay free for uploads.
-        let mut tx = self.write.begin().await.map_err(backend)?;
-        for chunk in accesses.chunks(INSERT_CHUNK) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH seen (id, at) AS (");
-            qb.push_values(chunk, |mut r, (id, at)| {
-                r.push_bind(*id).push_bind(*at);
-            });
-            qb.push(
-                ") UPDATE entries SET last_accessed_at = max(entries.last_accessed_at, seen.at)
+        // Each chunk commits alone and in id order, so two replicas flushing at
+        // once hold few row locks, briefly.
+        let mut sorted = accesses.to_vec();
+        sorted.sort_unstable();
+        for chunk in sorted.chunks(INSERT_CHUNK) {
+            let sql = format!(
+                "WITH seen (id, at) AS (VALUES {})
+                 UPDATE entries SET last_accessed_at =
+                     CASE WHEN seen.at > entries.last_accessed_at THEN seen.at
+                          ELSE entries.last_accessed_at END
                  FROM seen WHERE entries.id = seen.id",
+                values(chunk.len(), 2, 1)
             );
-            qb.build().execute(&mut *tx).await.map_err(backend)?;
+            let mut q = sqlx::query(&sql);
+            for (id, at) in chunk {
+                q = q.bind(*id).bind(*at);
+            }
+            q.execute(&self.write).await.map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::values;
+
+    #[test]
+    fn placeholders_are_numbered_row_by_row() {
+        assert_eq!(values(2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(values(1, 2, 4), "($4, $5)");
     }
 }

@@ -1,16 +1,45 @@
-//! The SQLite store against the matching table and the upload life cycle.
+//! The metadata store against the matching table and the upload life cycle, on
+//! SQLite and on PostgreSQL (a throwaway database per test).
 
 use hoard_core::matching::{find_match, table, InNamespace};
 use hoard_core::model::{EntryState, StoredObject};
 use hoard_core::store::{BlobCommit, Finalized, MetaStore, Reservation, Staged};
-use hoard_db::SqliteStore;
+use hoard_db::SqlStore;
+use hoard_e2e::postgres::TempDatabase;
 
-async fn store() -> (tempfile::TempDir, SqliteStore) {
+async fn sqlite() -> (tempfile::TempDir, SqlStore) {
     let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open(&dir.path().join("meta.db"))
-        .await
-        .unwrap();
+    let url = hoard_db::sqlite_url(&dir.path().join("meta db %.db"));
+    let s = hoard_db::open(&url, &Default::default()).await.unwrap();
     (dir, s)
+}
+
+async fn postgres() -> (TempDatabase, SqlStore) {
+    let db = TempDatabase::create();
+    let s = hoard_db::open(&db.url, &Default::default()).await.unwrap();
+    (db, s)
+}
+
+/// Runs each named check once on SQLite and once on PostgreSQL.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                let (_guard, s) = super::sqlite().await;
+                super::$name(&s).await;
+                s.close().await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                let (_guard, s) = super::postgres().await;
+                super::$name(&s).await;
+                s.close().await;
+            })*
+        }
+    };
 }
 
 fn obj(name: &str, size: i64) -> StoredObject {
@@ -21,19 +50,19 @@ fn obj(name: &str, size: i64) -> StoredObject {
     }
 }
 
-#[tokio::test]
-async fn matching_table_holds_on_sqlite() {
-    for case in table::CASES {
-        let (_dir, s) = store().await;
+async fn matching_table_holds(s: &SqlStore) {
+    for (i, case) in table::CASES.iter().enumerate() {
+        // Each case in a namespace of its own.
+        let ns = format!("ns{i}");
         for e in table::entries(case) {
-            s.insert_committed("ns", &e.scope, &e.key, &e.version, e.created_at, "o", 0)
+            s.insert_committed(&ns, &e.scope, &e.key, &e.version, e.created_at, "o", 0)
                 .await
                 .unwrap();
         }
         let scopes: Vec<String> = case.scopes.iter().map(|x| x.to_string()).collect();
         let src = InNamespace {
-            store: &s,
-            namespace: "ns",
+            store: s,
+            namespace: &ns,
         };
         let got = find_match(&src, &scopes, case.version, case.keys)
             .await
@@ -43,7 +72,7 @@ async fn matching_table_holds_on_sqlite() {
         assert_eq!(got, want, "case: {}", case.name);
         // Another namespace never sees these entries.
         let other = InNamespace {
-            store: &s,
+            store: s,
             namespace: "other",
         };
         assert_eq!(
@@ -55,9 +84,7 @@ async fn matching_table_holds_on_sqlite() {
     }
 }
 
-#[tokio::test]
-async fn reservation_is_exclusive_until_stale() {
-    let (_dir, s) = store().await;
+async fn reservation_is_exclusive_until_stale(s: &SqlStore) {
     let Reservation::Created { id, replaced: None } =
         s.reserve("ns", "main", "k", "v", 1000, 0).await.unwrap()
     else {
@@ -83,9 +110,7 @@ async fn reservation_is_exclusive_until_stale() {
     }
 }
 
-#[tokio::test]
-async fn blocks_commit_in_list_order_and_finalize_checks_size() {
-    let (_dir, s) = store().await;
+async fn blocks_commit_in_list_order_and_finalize_checks_size(s: &SqlStore) {
     let Reservation::Created { id, .. } = s.reserve("ns", "main", "k", "v", 1, 0).await.unwrap()
     else {
         panic!()
@@ -175,9 +200,7 @@ async fn blocks_commit_in_list_order_and_finalize_checks_size() {
     );
 }
 
-#[tokio::test]
-async fn put_blob_replaces_staged_blocks_and_finalize_needs_a_blob() {
-    let (_dir, s) = store().await;
+async fn put_blob_replaces_staged_blocks_and_finalize_needs_a_blob(s: &SqlStore) {
     let Reservation::Created { id, .. } = s.reserve("ns", "main", "k", "v", 1, 0).await.unwrap()
     else {
         panic!()
@@ -206,9 +229,7 @@ async fn put_blob_replaces_staged_blocks_and_finalize_needs_a_blob() {
     assert_eq!(e.hash, format!("sha256:{}", "00".repeat(32)));
 }
 
-#[tokio::test]
-async fn stale_uploads_are_deleted_committed_entries_stay() {
-    let (_dir, s) = store().await;
+async fn stale_uploads_are_deleted_committed_entries_stay(s: &SqlStore) {
     let Reservation::Created { id: old, .. } =
         s.reserve("ns", "main", "a", "v", 1, 0).await.unwrap()
     else {
@@ -229,9 +250,7 @@ async fn stale_uploads_are_deleted_committed_entries_stay() {
     assert!(s.entry(kept).await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn list_delete_and_touch() {
-    let (_dir, s) = store().await;
+async fn list_delete_and_touch(s: &SqlStore) {
     let a = s
         .insert_committed("ns", "main", "npm-1", "v", 1, "o", 1)
         .await
@@ -266,3 +285,68 @@ async fn list_delete_and_touch() {
         .unwrap()
         .is_empty());
 }
+
+/// Many writers (replicas) reserving one key at once: exactly one gets it.
+async fn concurrent_reservations_have_one_winner(s: &SqlStore) {
+    let attempts = (0..16).map(|_| s.reserve("ns", "main", "race", "v", 10, 0));
+    let results = futures::future::join_all(attempts).await;
+    let created = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Reservation::Created { .. })))
+        .count();
+    let taken = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Reservation::Taken)))
+        .count();
+    assert_eq!((created, taken), (1, 15), "{results:?}");
+}
+
+/// Replicas starting together against an empty database: migrations run once,
+/// every replica comes up.
+#[tokio::test]
+async fn postgres_replicas_migrate_at_the_same_time() {
+    let db = TempDatabase::create();
+    let pool = hoard_db::PoolConfig::default();
+    let opens = (0..4).map(|_| hoard_db::open(&db.url, &pool));
+    let stores = futures::future::join_all(opens).await;
+    for s in &stores {
+        let s = s.as_ref().expect("every replica opens");
+        assert!(s
+            .find_exact("ns", "main", "v", "k")
+            .await
+            .unwrap()
+            .is_none());
+    }
+    // They share one secret, whichever proposed it first.
+    let a = stores[0].as_ref().unwrap();
+    let b = stores[1].as_ref().unwrap();
+    let first = a.setting_or_init("k", "one").await.unwrap();
+    assert_eq!(first, "one");
+    assert_eq!(b.setting_or_init("k", "two").await.unwrap(), "one");
+    for s in stores.into_iter().flatten() {
+        s.close().await;
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_fails_promptly() {
+    let pool = hoard_db::PoolConfig {
+        max_connections: 2,
+        acquire_timeout: std::time::Duration::from_secs(2),
+    };
+    // Nothing listens on port 1.
+    let started = std::time::Instant::now();
+    let result = hoard_db::open("postgres://postgres@127.0.0.1:1/none", &pool).await;
+    assert!(result.is_err());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+on_both!(
+    matching_table_holds,
+    reservation_is_exclusive_until_stale,
+    blocks_commit_in_list_order_and_finalize_checks_size,
+    put_blob_replaces_staged_blocks_and_finalize_needs_a_blob,
+    stale_uploads_are_deleted_committed_entries_stay,
+    list_delete_and_touch,
+    concurrent_reservations_have_one_winner,
+);

@@ -1,0 +1,311 @@
+//! Objects in object storage (S3 and S3-compatible servers, GCS, Azure) through
+//! the `object_store` crate.
+//!
+//! object_store sends only bodies held in memory, so an upload is cut into parts
+//! of `part_size` bytes: a body that fits in one part is one PUT, a longer one a
+//! multipart upload of equal parts (S3 wants parts >= 5 MiB but the last, at
+//! most 10,000 of them; R2 wants them equal). Memory is bounded per replica, not
+//! only per request: every part held in memory, filling or uploading, holds a
+//! permit of one shared semaphore, so 8 clients x 8 blocks in flight wait for
+//! buffers instead of multiplying them.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use hoard_core::store::{BlobError, BlobStore, ByteStream};
+use object_store::path::Path;
+use object_store::signer::{Method, Signer};
+use object_store::{GetOptions, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+/// Parts of one upload in flight at once: enough to overlap the network round
+/// trips, few enough that one request cannot take every buffer.
+const PARTS_IN_FLIGHT: usize = 2;
+
+pub struct ObjectStorage {
+    store: Arc<dyn ObjectStore>,
+    signer: Option<Arc<dyn Signer>>,
+    prefix: String,
+    part_size: usize,
+    buffers: Arc<Semaphore>,
+}
+
+fn backend(context: &str, e: object_store::Error) -> BlobError {
+    match e {
+        object_store::Error::NotFound { path, .. } => BlobError::NotFound(path),
+        e => BlobError::Backend(format!("object storage, {context}: {e}")),
+    }
+}
+
+impl ObjectStorage {
+    /// Stores objects under `prefix` (no leading or trailing `/`) of `store`.
+    /// At most `buffer_bytes` of upload data are held in memory at once, in parts
+    /// of `part_size` bytes.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        signer: Option<Arc<dyn Signer>>,
+        prefix: &str,
+        part_size: usize,
+        buffer_bytes: usize,
+    ) -> ObjectStorage {
+        let parts = (buffer_bytes / part_size.max(1)).max(1);
+        ObjectStorage {
+            store,
+            signer,
+            prefix: prefix.trim_matches('/').to_string(),
+            part_size: part_size.max(1),
+            buffers: Arc::new(Semaphore::new(parts)),
+        }
+    }
+
+    fn path(&self, name: &str) -> Path {
+        if self.prefix.is_empty() {
+            Path::from(name)
+        } else {
+            Path::from(format!("{}/{name}", self.prefix))
+        }
+    }
+
+    async fn buffer(&self) -> Result<OwnedSemaphorePermit, BlobError> {
+        self.buffers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| BlobError::Backend("object storage is shutting down".into()))
+    }
+
+    /// Adds a chunk of the body to the part being filled, sending each part that
+    /// fills up (the first one starts the multipart upload).
+    async fn absorb(
+        &self,
+        path: &Path,
+        filling: &mut Filling,
+        multipart: &mut Option<Multipart>,
+        mut rest: Bytes,
+    ) -> Result<(), BlobError> {
+        while filling.len + rest.len() >= self.part_size {
+            filling
+                .chunks
+                .push(rest.split_to(self.part_size - filling.len));
+            let (part, permit) = filling.take();
+            let m = match multipart {
+                Some(m) => m,
+                None => {
+                    let upload = self
+                        .store
+                        .put_multipart_opts(path, Default::default())
+                        .await
+                        .map_err(|e| backend("starting an upload", e))?;
+                    multipart.insert(Multipart {
+                        upload,
+                        in_flight: JoinSet::new(),
+                    })
+                }
+            };
+            m.send(part, permit).await?;
+            // The full part's permit went with it; the next part needs its own.
+            filling.permit = Some(self.buffer().await?);
+        }
+        if !rest.is_empty() {
+            filling.len += rest.len();
+            filling.chunks.push(rest);
+        }
+        Ok(())
+    }
+}
+
+/// A part being filled from the request body, and the permit for its buffer.
+struct Filling {
+    chunks: Vec<Bytes>,
+    len: usize,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Filling {
+    /// Takes the bytes and the permit, leaving an empty part without a permit.
+    fn take(&mut self) -> (PutPayload, Option<OwnedSemaphorePermit>) {
+        self.len = 0;
+        (
+            PutPayload::from_iter(std::mem::take(&mut self.chunks)),
+            self.permit.take(),
+        )
+    }
+}
+
+/// One multipart upload, its parts in flight each holding its buffer's permit.
+struct Multipart {
+    upload: Box<dyn MultipartUpload>,
+    in_flight: JoinSet<Result<(), object_store::Error>>,
+}
+
+impl Multipart {
+    async fn send(
+        &mut self,
+        part: PutPayload,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<(), BlobError> {
+        let upload = self.upload.put_part(part);
+        self.in_flight.spawn(async move {
+            let result = upload.await;
+            drop(permit);
+            result
+        });
+        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+            self.wait_one().await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_one(&mut self) -> Result<(), BlobError> {
+        match self.in_flight.join_next().await {
+            Some(Ok(Ok(()))) | None => Ok(()),
+            Some(Ok(Err(e))) => Err(backend("uploading a part", e)),
+            Some(Err(e)) => Err(BlobError::Backend(format!("part upload task: {e}"))),
+        }
+    }
+
+    async fn finish(mut self) -> Result<(), BlobError> {
+        while !self.in_flight.is_empty() {
+            if let Err(e) = self.wait_one().await {
+                self.abort().await;
+                return Err(e);
+            }
+        }
+        if let Err(e) = self.upload.complete().await {
+            self.abort().await;
+            return Err(backend("completing an upload", e));
+        }
+        Ok(())
+    }
+
+    /// Best effort: a failed abort leaves parts the bucket's lifecycle rules or
+    /// the orphan sweep remove; the caller reports the original error.
+    async fn abort(mut self) {
+        self.in_flight.abort_all();
+        if let Err(e) = self.upload.abort().await {
+            tracing::warn!(error = %e, "aborting a multipart upload failed");
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for ObjectStorage {
+    async fn put(&self, name: &str, mut body: ByteStream) -> Result<u64, BlobError> {
+        let path = self.path(name);
+        let mut filling = Filling {
+            chunks: Vec::new(),
+            len: 0,
+            permit: Some(self.buffer().await?),
+        };
+        let mut multipart: Option<Multipart> = None;
+        let mut size = 0u64;
+        let failure = loop {
+            let rest = match body.next().await {
+                Some(Ok(chunk)) => chunk,
+                Some(Err(e)) => break Some(BlobError::Body(e)),
+                None => break None,
+            };
+            size += rest.len() as u64;
+            if let Err(e) = self.absorb(&path, &mut filling, &mut multipart, rest).await {
+                break Some(e);
+            }
+        };
+        let (last, permit) = filling.take();
+        let result = match (failure, multipart) {
+            (Some(e), Some(m)) => {
+                m.abort().await;
+                Err(e)
+            }
+            (Some(e), None) => Err(e),
+            (None, None) => self
+                .store
+                .put(&path, last)
+                .await
+                .map(|_| ())
+                .map_err(|e| backend("storing an object", e)),
+            (None, Some(mut m)) => {
+                let sent = match last.content_length() {
+                    0 => Ok(()),
+                    _ => m.send(last, permit).await,
+                };
+                match sent {
+                    Ok(()) => m.finish().await,
+                    Err(e) => {
+                        m.abort().await;
+                        Err(e)
+                    }
+                }
+            }
+        };
+        result.map(|()| size)
+    }
+
+    async fn get(&self, name: &str, start: u64, end: u64) -> Result<ByteStream, BlobError> {
+        let path = self.path(name);
+        if end <= start {
+            // A zero-length range is not a valid Range header; the object's
+            // existence still decides between empty and missing.
+            self.store
+                .head(&path)
+                .await
+                .map_err(|e| backend("reading", e))?;
+            return Ok(futures::stream::empty().boxed());
+        }
+        let options = GetOptions {
+            range: Some((start..end).into()),
+            ..Default::default()
+        };
+        let result = self
+            .store
+            .get_opts(&path, options)
+            .await
+            .map_err(|e| backend("reading", e))?;
+        Ok(result
+            .into_stream()
+            .map_err(|e| std::io::Error::other(format!("object storage, reading: {e}")))
+            .boxed())
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), BlobError> {
+        match self.store.delete(&self.path(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(backend("deleting", e)),
+        }
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<(), BlobError> {
+        // list() follows continuation tokens, so this works past one page of keys.
+        let dir = self.path(prefix);
+        let locations = self
+            .store
+            .list(Some(&dir))
+            .map_ok(|meta| meta.location)
+            .boxed();
+        let mut deleted = self.store.delete_stream(locations);
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(backend("deleting", e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn direct_url(
+        &self,
+        name: &str,
+        expires_in: Duration,
+    ) -> Result<Option<String>, BlobError> {
+        let Some(signer) = &self.signer else {
+            return Ok(None);
+        };
+        let url = signer
+            .signed_url(Method::GET, &self.path(name), expires_in)
+            .await
+            .map_err(|e| backend("signing a URL", e))?;
+        Ok(Some(url.to_string()))
+    }
+}
