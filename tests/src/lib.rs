@@ -6,6 +6,7 @@
 //! database + a directory) or `pg-s3` (PostgreSQL + a real S3 server).
 
 pub mod postgres;
+pub mod proxy;
 pub mod s3;
 
 use std::io::{BufRead, BufReader};
@@ -300,16 +301,32 @@ pub mod client {
     }
 
     /// Reserves, uploads with Put Blob and finalizes; returns the entry id.
-    pub async fn save(server: &super::Server, key: &str, version: &str, data: &[u8]) -> String {
-        let http = reqwest::Client::new();
+    /// CreateCacheEntry; returns the signed upload URL.
+    pub async fn create(server: &super::Server, key: &str, version: &str) -> String {
         let (s, v) = twirp(
-            &http,
+            &reqwest::Client::new(),
             &server.twirp_url("CreateCacheEntry"),
             json!({"key": key, "version": version}),
         )
         .await;
         assert_eq!(s, 200, "{v}");
-        let url = v["signed_upload_url"].as_str().unwrap().to_string();
+        v["signed_upload_url"].as_str().unwrap().to_string()
+    }
+
+    /// Put Block; returns the HTTP status.
+    pub async fn put_block(upload_url: &str, block_id: &str, body: Vec<u8>) -> u16 {
+        reqwest::Client::new()
+            .put(format!("{upload_url}&comp=block&blockid={block_id}"))
+            .body(body)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
+    pub async fn save(server: &super::Server, key: &str, version: &str, data: &[u8]) -> String {
+        let http = reqwest::Client::new();
+        let url = create(server, key, version).await;
         let r = http
             .put(&url)
             .header("x-ms-blob-type", "BlockBlob")

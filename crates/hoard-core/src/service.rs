@@ -454,7 +454,15 @@ impl CacheService {
     /// opened while the current one streams, to hide per-object latency: about
     /// `READ_AHEAD_BYTES` worth of them, so many small parts (BuildKit's 1 MiB
     /// blocks) are read ahead further than a few large ones, in bounded memory.
-    pub fn read(&self, parts: Vec<Part>, start: u64, end: u64) -> ByteStream {
+    ///
+    /// The first bytes are read before this returns, so a blob store that is down
+    /// is an error the client gets as a status, not a body cut short after `200`.
+    pub async fn read(
+        &self,
+        parts: Vec<Part>,
+        start: u64,
+        end: u64,
+    ) -> Result<ByteStream, CoreError> {
         let blobs = self.blobs.clone();
         let pieces: Vec<(String, u64, u64)> = parts
             .into_iter()
@@ -468,7 +476,7 @@ impl CacheService {
         let average =
             pieces.iter().map(|(_, s, e)| e - s).sum::<u64>() / pieces.len().max(1) as u64;
         let ahead = (READ_AHEAD_BYTES / average.max(1)).clamp(2, 16) as usize;
-        futures::stream::iter(pieces)
+        let mut stream = futures::stream::iter(pieces)
             .map(move |(object, s, e)| {
                 let blobs = blobs.clone();
                 async move {
@@ -480,7 +488,15 @@ impl CacheService {
             })
             .buffered(ahead)
             .try_flatten()
-            .boxed()
+            .boxed();
+        let first = match stream.next().await {
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => return Err(CoreError::Blob(BlobError::Backend(e.to_string()))),
+            None => return Ok(futures::stream::empty().boxed()),
+        };
+        Ok(futures::stream::once(async move { Ok(first) })
+            .chain(stream)
+            .boxed())
     }
 
     fn record_access(&self, entry_id: i64) {

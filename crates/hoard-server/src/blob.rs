@@ -87,10 +87,7 @@ fn azure_error(e: CoreError) -> AzureError {
         CoreError::Body(m) => AzureError::new(AzureCode::InvalidInput, m),
         e @ (CoreError::Store(_) | CoreError::Blob(_)) => {
             tracing::error!(error = %e, "storage failure");
-            AzureError::new(
-                AzureCode::InternalError,
-                "storage is unavailable; retry later",
-            )
+            AzureError::new(AzureCode::ServerBusy, "storage is unavailable; retry later")
         }
     }
 }
@@ -335,7 +332,12 @@ async fn get(app: &AppState, id: &str, request: Request) -> Result<Response, Azu
     let body = if head || start == end {
         Body::empty()
     } else {
-        Body::from_stream(app.service.read(blob.parts, start, end))
+        Body::from_stream(
+            app.service
+                .read(blob.parts, start, end)
+                .await
+                .map_err(azure_error)?,
+        )
     };
     let mut r = Response::new(body);
     *r.status_mut() = if head { StatusCode::OK } else { status };

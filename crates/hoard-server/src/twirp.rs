@@ -50,7 +50,10 @@ fn twirp_error(e: CoreError) -> TwirpError {
         CoreError::Body(m) => TwirpError::new(TwirpCode::Malformed, m),
         e @ (CoreError::Store(_) | CoreError::Blob(_)) => {
             tracing::error!(error = %e, "storage failure");
-            TwirpError::new(TwirpCode::Internal, "storage is unavailable; retry later")
+            TwirpError::new(
+                TwirpCode::Unavailable,
+                "storage is unavailable; retry later",
+            )
         }
     }
 }
