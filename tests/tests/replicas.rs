@@ -31,7 +31,7 @@ async fn blocks_alternate_between_replicas() {
     let b = Server::start_on(deployment, &[]);
     let upload = create(&a, "alternating", V).await;
     // Blocks of 3 MiB: each replica sees some, none sees all.
-    let body = data(8 * 3 << 20, 7);
+    let body = data(24 << 20, 7);
     let mut ids = Vec::new();
     for (i, block) in body.chunks(3 << 20).enumerate() {
         let id = b64(&format!("block-{i:04}"));
