@@ -3,10 +3,10 @@
 //! docs/configuration.md.
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address and port to listen on.
@@ -22,7 +22,7 @@ pub struct Config {
     pub downloads: Downloads,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Database {
     /// `sqlite://path` or `postgres://user:password@host/db`; empty: SQLite in the
@@ -34,7 +34,7 @@ pub struct Database {
     pub acquire_timeout_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Storage {
     /// `file:///path`, `s3://bucket/prefix`, `gs://bucket/prefix` or
@@ -55,7 +55,7 @@ pub struct Storage {
     pub direct_download: bool,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Signing {
     /// Secret for signed URLs; empty: generated once and kept in the database,
@@ -63,7 +63,7 @@ pub struct Signing {
     pub secret: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Uploads {
     /// An upload not finalized within this many seconds is reclaimed.
@@ -76,7 +76,7 @@ pub struct Uploads {
     pub max_block_bytes: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Downloads {
     /// Lifetime of a signed download URL.
@@ -234,6 +234,22 @@ impl Config {
         Ok(())
     }
 
+    /// The configuration with every secret replaced by `***`, for printing.
+    pub fn masked(&self) -> Config {
+        let mask = |s: &str| {
+            if s.is_empty() {
+                String::new()
+            } else {
+                "***".to_string()
+            }
+        };
+        let mut c = self.clone();
+        c.signing.secret = mask(&c.signing.secret);
+        c.storage.secret_access_key = mask(&c.storage.secret_access_key);
+        c.database.url = crate::redact::url_password(&c.database.url);
+        c
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.uploads.pending_timeout_secs <= 0 {
             bail!("uploads.pending_timeout_secs must be positive");
@@ -289,5 +305,13 @@ mod tests {
         assert_eq!(parsed.storage.part_size_bytes, 8 * 1024 * 1024);
         assert!(parse_bool("X", "maybe").is_err());
         assert!(parse_bool("X", " TRUE ").unwrap());
+        let mut secret = Config::default();
+        secret.signing.secret = "sign-me".into();
+        secret.storage.secret_access_key = "s3-secret".into();
+        secret.database.url = "postgres://u:pg-secret@db/x".into();
+        let printed = toml::to_string(&secret.masked()).unwrap();
+        for s in ["sign-me", "s3-secret", "pg-secret"] {
+            assert!(!printed.contains(s), "{printed}");
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! `hoard`: a self-hosted server for the GitHub Actions cache protocol.
 
 mod config;
+mod healthcheck;
+mod redact;
 mod serve;
 
 use anyhow::Result;
@@ -22,6 +24,30 @@ struct Cli {
 enum Command {
     /// Run the cache server.
     Serve(ServeArgs),
+    /// Validate the configuration and print it, secrets masked.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Exit 0 when the server at --url (default: the configured listen address)
+    /// answers its health check; for container health checks.
+    Healthcheck {
+        #[arg(long)]
+        url: Option<String>,
+        /// TOML configuration file
+        #[arg(long, env = "HOARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Load defaults, file and environment, validate, and print the result.
+    Check {
+        /// TOML configuration file
+        #[arg(long, env = "HOARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -72,6 +98,18 @@ fn main() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     match cli.command {
+        Command::Config {
+            action: ConfigAction::Check { config },
+        } => {
+            let config = config::Config::load(config.as_deref())?;
+            config.validate()?;
+            print!("{}", toml::to_string(&config.masked())?);
+            Ok(())
+        }
+        Command::Healthcheck { url, config } => {
+            let config = config::Config::load(config.as_deref())?;
+            healthcheck::run(url.as_deref(), &config.listen)
+        }
         Command::Serve(args) => {
             let mut config = config::Config::load(args.config.as_deref())?;
             if let Some(v) = args.listen {

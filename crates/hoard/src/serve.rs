@@ -28,20 +28,6 @@ async fn signing_secret(config: &Config, meta: &SqlStore) -> Result<Vec<u8>> {
     hex::decode(stored.trim()).context("the stored URL signing key is not hex")
 }
 
-/// Masks the password of a URL for a log line.
-fn without_password(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -92,7 +78,12 @@ pub async fn run(config: Config) -> Result<()> {
     let meta = Arc::new(
         hoard_db::open(&database_url, &pool)
             .await
-            .with_context(|| format!("opening the database {}", without_password(&database_url)))?,
+            .with_context(|| {
+                format!(
+                    "opening the database {}",
+                    crate::redact::url_password(&database_url)
+                )
+            })?,
     );
     let storage_url = match config.storage.url.as_str() {
         "" => config.data_dir.join("blobs").to_string_lossy().into_owned(),
@@ -102,7 +93,7 @@ pub async fn run(config: Config) -> Result<()> {
         .await
         .with_context(|| format!("opening the blob storage {storage_url}"))?;
     tracing::info!(
-        database = %without_password(&database_url),
+        database = %crate::redact::url_password(&database_url),
         storage = %storage_url,
         "stores open"
     );
@@ -177,25 +168,4 @@ pub async fn run(config: Config) -> Result<()> {
     meta.close().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::without_password;
-
-    #[test]
-    fn passwords_are_masked() {
-        assert_eq!(
-            without_password("postgres://hoard:s3cret@db:5432/hoard"),
-            "postgres://hoard:***@db:5432/hoard"
-        );
-        assert_eq!(
-            without_password("postgres://hoard@db/hoard"),
-            "postgres://hoard@db/hoard"
-        );
-        assert_eq!(
-            without_password("sqlite:///x/hoard.db"),
-            "sqlite:///x/hoard.db"
-        );
-    }
 }
