@@ -8,14 +8,18 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, openSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startHoard, runnerEnv, twirp } from './hoard.mjs';
+import { backend, startHoard, runnerEnv, twirp } from './hoard.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 let hoard;
 let root;
 
+// On object storage, single-object entries are downloaded straight from the
+// bucket (storage.direct_download), which the toolkit must handle too.
+const direct = backend === 'pg-s3';
+
 before(async () => {
-  hoard = await startHoard();
+  hoard = await startHoard(direct ? { HOARD_STORAGE_DIRECT_DOWNLOAD: 'true' } : {});
   root = mkdtempSync(path.join(tmpdir(), 'hoard-jobs-'));
 });
 
@@ -104,6 +108,12 @@ test('a small directory round-trips byte for byte', async () => {
   const r = await restoreInto('small-restore', 'small-dir-v1');
   assert.equal(r.matched, 'small-dir-v1');
   assert.deepEqual(r.files, expected);
+  // The restore above went where the lookup pointed: the bucket, or hoard.
+  const listed = await twirp(hoard.url, 'ListCacheEntries', { key: 'small-dir-v1' });
+  const { version } = listed.body.entries[0];
+  const found = await twirp(hoard.url, 'GetCacheEntryDownloadURL', { key: 'small-dir-v1', version });
+  const expectedBase = direct ? hoard.storageEndpoint : hoard.url;
+  assert.ok(found.body.signed_download_url.startsWith(expectedBase), found.body.signed_download_url);
 });
 
 test('a ~300 MiB file goes through the multi-block upload and restores intact', async () => {

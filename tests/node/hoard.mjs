@@ -22,7 +22,7 @@ export function hoardBin() {
   return bin;
 }
 
-const backend = process.env.HOARD_TEST_BACKEND || 'sqlite-dir';
+export const backend = process.env.HOARD_TEST_BACKEND || 'sqlite-dir';
 if (!['sqlite-dir', 'pg-dir', 'pg-s3'].includes(backend)) {
   throw new Error(`unknown HOARD_TEST_BACKEND ${backend}`);
 }
@@ -134,6 +134,8 @@ export async function startHoard(env = {}) {
   return {
     url,
     dataDir,
+    // The S3 server's address on pg-s3, where direct downloads point.
+    storageEndpoint: stores.env.HOARD_STORAGE_ENDPOINT,
     log: () => log,
     async waitForLog(re, timeoutMs = 30000) {
       const start = Date.now();
