@@ -42,7 +42,7 @@ cargo nextest run --locked --workspace --no-fail-fast
 for backend in pg-dir pg-s3; do
   echo "== Rust black-box tests on $backend"
   HOARD_TEST_BACKEND=$backend cargo nextest run --locked -p hoard-e2e --no-fail-fast \
-    -E 'not binary(replicas) and not binary(faults) and not binary(deploy) and not binary(direct_download)'
+    -E 'not binary(replicas) and not binary(faults) and not binary(deploy) and not binary(object_storage)'
 done
 
 for backend in sqlite-dir pg-dir pg-s3; do

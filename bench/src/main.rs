@@ -1,17 +1,23 @@
 //! `hoard-bench`: builds nothing, measures everything. Started by scripts/bench.sh
-//! with a release build of hoard. For each blob size it measures, in one run:
-//! PUT and GET MB/s through the blob endpoints in the three upload shapes clients
-//! use, save and restore MB/s through the real @actions/cache, the server's peak
-//! RSS, and `cp` of the same file on the same disk as the reference. Then lookups
-//! per second and latency at 64 concurrent clients over 100,000 entries.
+//! with a release build of hoard. For each deployment (SQLite + directory,
+//! PostgreSQL + S3) and blob size it measures, in one run: PUT and GET MB/s
+//! through the blob endpoints in the three upload shapes clients use, save and
+//! restore MB/s through the real @actions/cache, the server's peak RSS, and a
+//! same-run reference: `cp`/`dd` of the same file on the same disk, or a plain
+//! object_store put/get of it to the same S3 server. Then lookups per second and
+//! latency at 64 concurrent clients over 100,000 entries on each database.
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 use futures::{StreamExt, TryStreamExt};
-use hoard_e2e::Server;
+use hoard_e2e::{Backend, Deployment, Server};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, WriteMultipart};
 use rand::{RngCore, SeedableRng};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -26,6 +32,7 @@ struct Args {
     lookup_secs: u64,
     node_dir: PathBuf,
     reps: usize,
+    backends: Vec<Backend>,
 }
 
 fn args() -> Result<Args> {
@@ -36,6 +43,7 @@ fn args() -> Result<Args> {
         lookup_secs: 10,
         node_dir: PathBuf::from("tests/node"),
         reps: 3,
+        backends: vec![Backend::SqliteDir, Backend::PgS3],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -53,6 +61,17 @@ fn args() -> Result<Args> {
             "--lookup-secs" => a.lookup_secs = value.parse()?,
             "--node-dir" => a.node_dir = value.into(),
             "--reps" => a.reps = value.parse::<usize>()?.max(1),
+            "--backends" => {
+                a.backends = value
+                    .split(',')
+                    .map(|b| match b {
+                        "sqlite-dir" => Ok(Backend::SqliteDir),
+                        "pg-dir" => Ok(Backend::PgDir),
+                        "pg-s3" => Ok(Backend::PgS3),
+                        other => Err(anyhow::anyhow!("unknown backend {other}")),
+                    })
+                    .collect::<Result<_>>()?
+            }
             other => bail!("unknown flag {other}"),
         }
     }
@@ -134,6 +153,102 @@ fn reference_cp(src: &Path, work: &Path) -> Result<Duration> {
     }
     std::fs::remove_file(dst)?;
     Ok(d)
+}
+
+/// What hoard's transfers are compared with, in the same run.
+enum Reference {
+    /// `cp` (PUT) and `dd` (GET) of the file on the same disk.
+    Disk,
+    /// object_store put (multipart, like hoard's) and get of the file to the same
+    /// S3 server hoard stores into.
+    ObjectStore(Arc<AmazonS3>),
+}
+
+/// Part size and parallelism of the object_store reference: hoard's defaults.
+const REFERENCE_PART: usize = 8 << 20;
+
+impl Reference {
+    fn for_deployment(d: &Deployment) -> Result<Reference> {
+        let Some(s3) = &d.s3 else {
+            return Ok(Reference::Disk);
+        };
+        let store = AmazonS3Builder::new()
+            .with_endpoint(s3.endpoint())
+            .with_allow_http(true)
+            .with_bucket_name(hoard_e2e::s3::BUCKET)
+            .with_region("us-east-1")
+            .with_access_key_id(hoard_e2e::s3::ACCESS_KEY)
+            .with_secret_access_key(hoard_e2e::s3::SECRET_KEY)
+            .build()?;
+        Ok(Reference::ObjectStore(Arc::new(store)))
+    }
+
+    fn names(&self) -> (&'static str, &'static str) {
+        match self {
+            Reference::Disk => ("cp", "dd"),
+            Reference::ObjectStore(_) => ("object_store put", "object_store get"),
+        }
+    }
+
+    async fn put(&self, file: &Path, work: &Path) -> Result<Duration> {
+        let Reference::ObjectStore(store) = self else {
+            return reference_cp(file, work);
+        };
+        settle(false)?;
+        let t = Instant::now();
+        let upload = store
+            .put_multipart(&ObjectPath::from("reference/blob"))
+            .await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, REFERENCE_PART);
+        let mut f = tokio::fs::File::open(file).await?;
+        let mut buf = vec![0u8; MIB as usize];
+        loop {
+            let n = f.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            writer.wait_for_capacity(2).await?;
+            writer.write(&buf[..n]);
+        }
+        writer.finish().await?;
+        Ok(t.elapsed())
+    }
+
+    async fn get(&self, file: &Path, size: u64) -> Result<Duration> {
+        let Reference::ObjectStore(store) = self else {
+            settle(true)?;
+            return reference_read(file);
+        };
+        settle(true)?;
+        let t = Instant::now();
+        let mut stream = store
+            .get(&ObjectPath::from("reference/blob"))
+            .await?
+            .into_stream();
+        let mut got = 0u64;
+        while let Some(chunk) = stream.next().await {
+            got += chunk?.len() as u64;
+        }
+        if got != size {
+            bail!("object_store read {got} of {size} bytes");
+        }
+        Ok(t.elapsed())
+    }
+
+    async fn clean(&self) -> Result<()> {
+        if let Reference::ObjectStore(store) = self {
+            store.delete(&ObjectPath::from("reference/blob")).await?;
+        }
+        Ok(())
+    }
+}
+
+fn backend_name(b: Backend) -> &'static str {
+    match b {
+        Backend::SqliteDir => "SQLite + directory",
+        Backend::PgDir => "PostgreSQL + directory",
+        Backend::PgS3 => "PostgreSQL + S3 (s3s-fs)",
+    }
 }
 
 async fn twirp(
@@ -342,29 +457,39 @@ fn actions_cache(node_dir: &Path, server: &Server, file: &Path, work: &Path) -> 
     Ok(serde_json::from_str(&line["BENCH:".len()..])?)
 }
 
-async fn throughput(args: &Args, size_gib: u64) -> Result<()> {
+async fn throughput(args: &Args, size_gib: u64, backend: Backend) -> Result<()> {
     let size = size_gib * GIB;
     let file = args.work.join(format!("random-{size_gib}g.bin"));
-    make_random_file(&file, size)?;
-    println!("\n## {size_gib} GiB random blob\n");
-    println!("Each step is timed right after its reference, after `sync`: PUT against `cp`");
-    println!("of the file on the same disk; GET (client discards) against `dd` of the file");
-    println!("to /dev/null, both from a cold page cache where the machine allows it.");
+    if std::fs::metadata(&file).map(|m| m.len()).ok() != Some(size) {
+        make_random_file(&file, size)?;
+    }
+    let deployment = Deployment::new(backend);
+    let reference = Reference::for_deployment(&deployment)?;
+    let (put_ref, get_ref) = reference.names();
+    println!(
+        "\n## {size_gib} GiB random blob, {}\n",
+        backend_name(backend)
+    );
+    println!("Each step is timed right after its reference, after `sync`: PUT against");
+    println!("{put_ref} of the same file; GET (client discards) against {get_ref},");
+    println!("from a cold page cache where the machine allows it.");
     println!("Medians of {} repetitions.\n", args.reps);
-    println!("| path | PUT MB/s | cp MB/s | PUT / cp | GET MB/s | dd MB/s | GET / dd |");
+    println!(
+        "| path | PUT MB/s | {put_ref} MB/s | PUT / ref | GET MB/s | {get_ref} MB/s | GET / ref |"
+    );
     println!("|---|---|---|---|---|---|---|");
 
     let data = args.work.join("server-data");
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data)?;
     let max = (8 * GIB).to_string();
-    let server = Server::start_in(
+    let server = Server::start_at(
+        deployment.clone(),
         &data,
         &[
             ("HOARD_UPLOADS_MAX_BLOCK_BYTES", &max),
             ("HOARD_LOG", "warn,hoard=info"),
         ],
-        "127.0.0.1:0",
     );
     let pid = server.pid().context("pid")?;
     let http = reqwest::Client::builder()
@@ -380,14 +505,15 @@ async fn throughput(args: &Args, size_gib: u64) -> Result<()> {
         let (mut cps, mut puts, mut dds, mut gets) = (vec![], vec![], vec![], vec![]);
         for rep in 0..args.reps {
             let key = format!("bench-{size_gib}g-{i}-{rep}");
-            cps.push(mbps(size, reference_cp(&file, &args.work)?));
+            cps.push(mbps(size, reference.put(&file, &args.work).await?));
             settle(false)?;
             puts.push(mbps(
                 size,
                 upload(&http, &server, &file, size, &key, shape).await?,
             ));
             cold = settle(true)?;
-            dds.push(mbps(size, reference_read(&file)?));
+            dds.push(mbps(size, reference.get(&file, size).await?));
+            reference.clean().await?;
             settle(true)?;
             gets.push(mbps(size, download(&http, &server, &key, size).await?));
             // Keep the disk from filling at large sizes: drop the stored copy.
@@ -420,18 +546,22 @@ async fn throughput(args: &Args, size_gib: u64) -> Result<()> {
         hwm as f64 / 1024.0
     );
     drop(server);
-    std::fs::remove_file(&file)?;
+    drop(deployment);
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
 }
 
-async fn lookups(args: &Args) -> Result<()> {
+async fn lookups(args: &Args, backend: Backend) -> Result<()> {
     let data = args.work.join("lookup-data");
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data)?;
     let n = args.lookup_entries;
+    let deployment = Deployment::new(backend);
     {
-        let url = hoard_db::sqlite_url(&data.join("hoard.db"));
+        let url = match &deployment.database {
+            Some(db) => db.url.clone(),
+            None => hoard_db::sqlite_url(&data.join("hoard.db")),
+        };
         let store = hoard_db::open(&url, &Default::default())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -448,7 +578,11 @@ async fn lookups(args: &Args) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         store.close().await;
     }
-    let server = Server::start_in(&data, &[("HOARD_LOG", "warn,hoard=info")], "127.0.0.1:0");
+    let server = Server::start_at(
+        deployment.clone(),
+        &data,
+        &[("HOARD_LOG", "warn,hoard=info")],
+    );
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
@@ -492,7 +626,8 @@ async fn lookups(args: &Args) -> Result<()> {
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
     println!("\n## Lookups\n");
     println!(
-        "GetCacheEntryDownloadURL hits, 64 concurrent clients, {n} entries in SQLite, {}s: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms ({} requests)",
+        "GetCacheEntryDownloadURL hits, 64 concurrent clients, {n} entries, {}, {}s: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms ({} requests)",
+        backend_name(backend),
         args.lookup_secs,
         all.len() as f64 / elapsed.as_secs_f64(),
         pct(0.50).as_secs_f64() * 1000.0,
@@ -514,9 +649,16 @@ async fn main() -> Result<()> {
             .map(|n| n.get())
             .unwrap_or(0)
     );
-    for s in &args.sizes_gib {
-        throughput(&args, *s).await?;
+    for backend in &args.backends {
+        for s in &args.sizes_gib {
+            throughput(&args, *s, *backend).await?;
+        }
     }
-    lookups(&args).await?;
+    for backend in &args.backends {
+        lookups(&args, *backend).await?;
+    }
+    for s in &args.sizes_gib {
+        let _ = std::fs::remove_file(args.work.join(format!("random-{s}g.bin")));
+    }
     Ok(())
 }

@@ -120,6 +120,11 @@ impl Server {
         Self::launch(Deployment::new(Backend::from_env()), data_dir, env, listen)
     }
 
+    /// Starts hoard on a deployment's stores with a given data directory.
+    pub fn start_at(deployment: Arc<Deployment>, data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Self::launch(deployment, data_dir, env, "127.0.0.1:0")
+    }
+
     fn launch(
         deployment: Arc<Deployment>,
         data_dir: &Path,

@@ -24,11 +24,16 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-#[tokio::test]
-async fn blocks_alternate_between_replicas() {
+/// Two replicas on one fresh PostgreSQL database and one bucket.
+fn two_replicas() -> (Server, Server) {
     let deployment = Deployment::new(Backend::PgS3);
     let a = Server::start_on(deployment.clone(), &[]);
-    let b = Server::start_on(deployment, &[]);
+    (a, Server::start_on(deployment, &[]))
+}
+
+#[tokio::test]
+async fn blocks_alternate_between_replicas() {
+    let (a, b) = two_replicas();
     let upload = create(&a, "alternating", V).await;
     // Blocks of 3 MiB: each replica sees some, none sees all.
     let body = data(24 << 20, 7);
@@ -69,9 +74,7 @@ async fn blocks_alternate_between_replicas() {
 
 #[tokio::test]
 async fn a_killed_replica_s_upload_completes_on_the_other() {
-    let deployment = Deployment::new(Backend::PgS3);
-    let a = Server::start_on(deployment.clone(), &[]);
-    let b = Server::start_on(deployment, &[]);
+    let (a, b) = two_replicas();
     let upload = create(&a, "failover", V).await;
     let body = data(4 * (6 << 20), 3);
     let blocks: Vec<&[u8]> = body.chunks(6 << 20).collect();

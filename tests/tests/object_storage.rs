@@ -1,13 +1,17 @@
-//! `storage.direct_download`: lookups of single-object entries hand out a
-//! presigned URL of the bucket, so the bytes skip hoard; other entries keep
-//! hoard's own URL.
+//! What only object storage does: direct downloads from the bucket, and listings
+//! longer than one page.
 
 use base64::Engine;
-use hoard_e2e::client::{commit_blocks, create, lookup, put_block, save};
+use futures::StreamExt;
+use hoard_e2e::client::{commit_blocks, create, lookup, put_block, save, twirp};
 use hoard_e2e::{Backend, Deployment, Server};
+use serde_json::json;
 
 const V: &str = "direct-version";
 
+/// `storage.direct_download`: lookups of single-object entries hand out a
+/// presigned URL of the bucket, so the bytes skip hoard; other entries keep
+/// hoard's own URL.
 #[tokio::test]
 async fn single_object_entries_are_served_by_the_bucket() {
     let deployment = Deployment::new(Backend::PgS3);
@@ -62,4 +66,43 @@ async fn single_object_entries_are_served_by_the_bucket() {
             .len(),
         2000
     );
+}
+
+/// Deleting an entry of 1,100 objects lists them over two pages (S3 answers at
+/// most 1,000 keys a page) and deletes every one.
+#[tokio::test]
+async fn deleting_an_entry_of_more_than_a_page_of_objects_removes_them_all() {
+    let server = Server::start_on(Deployment::new(Backend::PgS3), &[]);
+    let upload = create(&server, "many-blocks", V).await;
+    let id = upload
+        .split("/blob/cache/")
+        .nth(1)
+        .and_then(|r| r.split('?').next())
+        .unwrap()
+        .to_string();
+    let ids: Vec<String> = (0..1100)
+        .map(|i| base64::engine::general_purpose::STANDARD.encode(format!("blk-{i:05}")))
+        .collect();
+    let statuses: Vec<u16> = futures::stream::iter(&ids)
+        .map(|b| put_block(&upload, b, vec![b'x'; 16]))
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 201));
+    commit_blocks(&server, &upload, "many-blocks", V, &ids, 1100 * 16).await;
+    assert_eq!(server.entry_objects(&id).len(), 1100);
+
+    let (status, body) = twirp(
+        &reqwest::Client::new(),
+        &server.twirp_url("DeleteCacheEntry"),
+        json!({"key": "many-blocks"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        server.entry_objects(&id).len(),
+        0,
+        "every object is deleted"
+    );
+    assert_eq!(lookup(&server, "many-blocks", V).await, None);
 }
