@@ -179,6 +179,7 @@ impl Reference {
             .with_region("us-east-1")
             .with_access_key_id(hoard_e2e::s3::ACCESS_KEY)
             .with_secret_access_key(hoard_e2e::s3::SECRET_KEY)
+            .with_client_options(hoard_storage::open::client_options())
             .build()?;
         Ok(Reference::ObjectStore(Arc::new(store)))
     }

@@ -116,7 +116,7 @@ export async function startHoard(env = {}) {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
-  const url = await new Promise((resolve, reject) => {
+  const started = new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`hoard did not start:\n${log}`)), 30000);
     const onData = (chunk) => {
       log += chunk.toString();
@@ -130,6 +130,14 @@ export async function startHoard(env = {}) {
     child.stderr.on('data', onData);
     child.on('exit', (code) => reject(new Error(`hoard exited with ${code}:\n${log}`)));
   });
+  let url;
+  try {
+    url = await started;
+  } catch (e) {
+    child.kill('SIGKILL');
+    await stores.cleanup();
+    throw e;
+  }
   child.removeAllListeners('exit');
   return {
     url,

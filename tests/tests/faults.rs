@@ -64,6 +64,10 @@ async fn s3_down_mid_upload_gives_5xx_and_the_retry_succeeds() {
     commit_blocks(&server, &upload, "s3-outage", V, &ids, size).await;
     let got = restore(&server, "s3-outage", V).await.expect("a hit");
     assert!(got == blocks.concat(), "byte-identical after the outage");
+    // The storage errors were logged, without the credentials.
+    let log = server.log();
+    assert!(log.contains("storage failure"), "{log}");
+    assert!(!log.contains(hoard_e2e::s3::SECRET_KEY));
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::signer::{Signer, Url};
-use object_store::{BackoffConfig, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +20,8 @@ pub struct StorageOptions {
     pub region: Option<String>,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
-    /// Path-style requests (`endpoint/bucket/key`); the default when an endpoint is
-    /// set, since most S3-compatible servers expect it.
+    /// Path-style requests (`endpoint/bucket/key`), the default: every
+    /// S3-compatible server and AWS accept them; some servers accept nothing else.
     pub path_style: Option<bool>,
     /// Bytes per uploaded part (S3: at least 5 MiB).
     pub part_size: usize,
@@ -60,6 +60,16 @@ fn retry() -> RetryConfig {
     }
 }
 
+/// No limit on a whole request: a multi-GiB object streams for minutes. A
+/// connection that stops moving is cut instead (and a connect that does not
+/// happen), so nothing hangs.
+pub fn client_options() -> ClientOptions {
+    ClientOptions::new()
+        .with_timeout_disabled()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_read_timeout(Duration::from_secs(120))
+}
+
 fn config(e: object_store::Error) -> BlobError {
     BlobError::Backend(format!("storage configuration: {e}"))
 }
@@ -89,14 +99,13 @@ pub async fn open(url: &str, options: &StorageOptions) -> Result<Arc<dyn BlobSto
         "s3" | "s3a" => {
             let mut b = AmazonS3Builder::from_env()
                 .with_url(url)
-                .with_retry(retry());
+                .with_retry(retry())
+                .with_client_options(client_options());
+            b = b.with_virtual_hosted_style_request(!options.path_style.unwrap_or(true));
             if let Some(endpoint) = &options.endpoint {
                 b = b
                     .with_endpoint(endpoint)
-                    .with_allow_http(endpoint.starts_with("http://"))
-                    .with_virtual_hosted_style_request(!options.path_style.unwrap_or(true));
-            } else if let Some(path_style) = options.path_style {
-                b = b.with_virtual_hosted_style_request(!path_style);
+                    .with_allow_http(endpoint.starts_with("http://"));
             }
             if let Some(region) = &options.region {
                 b = b.with_region(region);
@@ -115,6 +124,7 @@ pub async fn open(url: &str, options: &StorageOptions) -> Result<Arc<dyn BlobSto
                 GoogleCloudStorageBuilder::from_env()
                     .with_url(url)
                     .with_retry(retry())
+                    .with_client_options(client_options())
                     .build()
                     .map_err(config)?,
             );
@@ -125,6 +135,7 @@ pub async fn open(url: &str, options: &StorageOptions) -> Result<Arc<dyn BlobSto
                 MicrosoftAzureBuilder::from_env()
                     .with_url(url)
                     .with_retry(retry())
+                    .with_client_options(client_options())
                     .build()
                     .map_err(config)?,
             );

@@ -45,7 +45,7 @@ pub struct Storage {
     pub region: String,
     pub access_key_id: String,
     pub secret_access_key: String,
-    /// Path-style S3 requests; default: on when `endpoint` is set.
+    /// Path-style S3 requests (default on).
     pub path_style: Option<bool>,
     /// Bytes per uploaded part in object storage (at least 5 MiB).
     pub part_size_bytes: usize,
