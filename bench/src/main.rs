@@ -172,14 +172,15 @@ impl Reference {
         let Some(s3) = &d.s3 else {
             return Ok(Reference::Disk);
         };
+        // Client options first: they include allow_http, set after them.
         let store = AmazonS3Builder::new()
+            .with_client_options(hoard_storage::open::client_options())
             .with_endpoint(s3.endpoint())
             .with_allow_http(true)
             .with_bucket_name(hoard_e2e::s3::BUCKET)
             .with_region("us-east-1")
             .with_access_key_id(hoard_e2e::s3::ACCESS_KEY)
             .with_secret_access_key(hoard_e2e::s3::SECRET_KEY)
-            .with_client_options(hoard_storage::open::client_options())
             .build()?;
         Ok(Reference::ObjectStore(Arc::new(store)))
     }
@@ -234,6 +235,33 @@ impl Reference {
             bail!("object_store read {got} of {size} bytes");
         }
         Ok(t.elapsed())
+    }
+
+    /// MB/s of putting the first `len` bytes as 1 MiB objects in sequence, as
+    /// BuildKit's blocks are stored: the per-object cost of the S3 server itself.
+    async fn put_small_objects(&self, file: &Path, len: u64) -> Result<Option<f64>> {
+        let Reference::ObjectStore(store) = self else {
+            return Ok(None);
+        };
+        let mut f = tokio::fs::File::open(file).await?;
+        let mut buf = vec![0u8; MIB as usize];
+        let t = Instant::now();
+        for i in 0..len / MIB {
+            f.read_exact(&mut buf).await?;
+            store
+                .put(
+                    &ObjectPath::from(format!("reference/small/{i}")),
+                    buf.clone().into(),
+                )
+                .await?;
+        }
+        let d = t.elapsed();
+        for i in 0..len / MIB {
+            store
+                .delete(&ObjectPath::from(format!("reference/small/{i}")))
+                .await?;
+        }
+        Ok(Some(mbps(len / MIB * MIB, d)))
     }
 
     async fn clean(&self) -> Result<()> {
@@ -530,6 +558,12 @@ async fn throughput(args: &Args, size_gib: u64, backend: Backend) -> Result<()> 
     }
     if !cold {
         println!("\n(page cache could not be dropped here: reads were served from memory)");
+    }
+    if let Some(small) = reference.put_small_objects(&file, size.min(GIB)).await? {
+        println!(
+            "\nobject_store put of 1 MiB objects one after another (the 1 MiB blocks' own shape, first GiB): {:.0} MB/s",
+            small
+        );
     }
     settle(false)?;
     let ac = actions_cache(&args.node_dir, &server, &file, &args.work)?;

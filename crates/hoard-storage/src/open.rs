@@ -62,7 +62,8 @@ fn retry() -> RetryConfig {
 
 /// No limit on a whole request: a multi-GiB object streams for minutes. A
 /// connection that stops moving is cut instead (and a connect that does not
-/// happen), so nothing hangs.
+/// happen), so nothing hangs. Builders take these before `with_allow_http`,
+/// which these options would otherwise reset.
 pub fn client_options() -> ClientOptions {
     ClientOptions::new()
         .with_timeout_disabled()
