@@ -31,6 +31,9 @@ pub struct ServiceConfig {
     /// Hand out the blob store's own presigned URL for single-object entries, so
     /// downloads skip hoard.
     pub direct_download: bool,
+    /// A deleted entry's objects are kept this long, so downloads already
+    /// streaming them finish whole.
+    pub delete_grace_secs: i64,
 }
 
 impl Default for ServiceConfig {
@@ -42,6 +45,7 @@ impl Default for ServiceConfig {
             max_block_bytes: 4000 * 1024 * 1024,
             max_blocks: 50_000,
             direct_download: false,
+            delete_grace_secs: 900,
         }
     }
 }
@@ -254,7 +258,7 @@ impl CacheService {
         let scope = Self::write_scope(caller)?;
         let ids = self.meta.delete_key(&caller.namespace, scope, key).await?;
         for id in &ids {
-            self.remove_objects(*id).await;
+            self.remove_objects_later(*id).await;
         }
         Ok(ids)
     }
@@ -348,6 +352,32 @@ impl CacheService {
         for name in names {
             if let Err(e) = self.blobs.delete(name).await {
                 tracing::warn!(object = %name, error = %e, "could not delete an unused object; the orphan sweep will");
+            }
+        }
+    }
+
+    /// Metadata goes first (the entry is already invisible); its objects go after
+    /// the grace period, so a download in flight is never cut short. Scheduled in
+    /// the database, so any replica carries it out.
+    async fn remove_objects_later(&self, entry_id: i64) {
+        let when = now_millis() + self.config.delete_grace_secs * 1000;
+        if let Err(e) = self.meta.doom(&entry_prefix(entry_id), when).await {
+            tracing::warn!(entry_id, error = %e, "could not schedule an entry's objects for deletion; the orphan sweep will");
+        }
+    }
+
+    /// Deletes the objects of deleted entries whose grace period is over.
+    pub async fn delete_doomed_objects(&self) -> Result<usize, CoreError> {
+        let mut total = 0;
+        loop {
+            let due = self.meta.due_dooms(now_millis(), 500).await?;
+            for prefix in &due {
+                self.blobs.delete_prefix(prefix).await?;
+                self.meta.forget_doom(prefix).await?;
+            }
+            total += due.len();
+            if due.len() < 500 {
+                return Ok(total);
             }
         }
     }

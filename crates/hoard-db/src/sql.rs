@@ -775,6 +775,39 @@ impl MetaStore for SqlStore {
         }
         Ok(())
     }
+
+    async fn doom(&self, prefix: &str, not_before: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO doomed_objects (prefix, not_before) VALUES ($1, $2)
+             ON CONFLICT (prefix) DO UPDATE SET not_before = excluded.not_before",
+        )
+        .bind(prefix)
+        .bind(not_before)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn due_dooms(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT prefix FROM doomed_objects WHERE not_before <= $1 ORDER BY not_before LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)
+    }
+
+    async fn forget_doom(&self, prefix: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM doomed_objects WHERE prefix = $1")
+            .bind(prefix)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -301,6 +301,27 @@ async fn concurrent_reservations_have_one_winner(s: &SqlStore) {
     assert_eq!((created, taken), (1, 15), "{results:?}");
 }
 
+/// Deletions scheduled for later come due in time order and are forgotten once
+/// done; scheduling one again moves it.
+async fn doomed_objects_come_due_in_order(s: &SqlStore) {
+    s.doom("entries/2", 2000).await.unwrap();
+    s.doom("entries/1", 1000).await.unwrap();
+    s.doom("entries/3", 9000).await.unwrap();
+    assert!(s.due_dooms(999, 10).await.unwrap().is_empty());
+    assert_eq!(
+        s.due_dooms(5000, 10).await.unwrap(),
+        vec!["entries/1".to_string(), "entries/2".to_string()]
+    );
+    assert_eq!(
+        s.due_dooms(5000, 1).await.unwrap(),
+        vec!["entries/1".to_string()]
+    );
+    s.forget_doom("entries/1").await.unwrap();
+    s.doom("entries/2", 8000).await.unwrap();
+    assert!(s.due_dooms(5000, 10).await.unwrap().is_empty());
+    assert_eq!(s.due_dooms(9000, 10).await.unwrap().len(), 2);
+}
+
 /// Replicas starting together against an empty database: migrations run once,
 /// every replica comes up.
 #[tokio::test]
@@ -349,4 +370,5 @@ on_both!(
     stale_uploads_are_deleted_committed_entries_stay,
     list_delete_and_touch,
     concurrent_reservations_have_one_winner,
+    doomed_objects_come_due_in_order,
 );

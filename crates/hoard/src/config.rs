@@ -81,6 +81,8 @@ pub struct Uploads {
 pub struct Downloads {
     /// Lifetime of a signed download URL.
     pub url_ttl_secs: i64,
+    /// A deleted entry's bytes are kept this long for downloads in flight.
+    pub delete_grace_secs: i64,
 }
 
 impl Default for Config {
@@ -137,7 +139,10 @@ impl Default for Uploads {
 
 impl Default for Downloads {
     fn default() -> Self {
-        Downloads { url_ttl_secs: 600 }
+        Downloads {
+            url_ttl_secs: 600,
+            delete_grace_secs: 900,
+        }
     }
 }
 
@@ -231,6 +236,10 @@ impl Config {
             "HOARD_DOWNLOADS_URL_TTL_SECS",
             &mut self.downloads.url_ttl_secs,
         )?;
+        parse_env(
+            "HOARD_DOWNLOADS_DELETE_GRACE_SECS",
+            &mut self.downloads.delete_grace_secs,
+        )?;
         Ok(())
     }
 
@@ -259,6 +268,9 @@ impl Config {
         }
         if self.uploads.url_ttl_secs <= 0 || self.downloads.url_ttl_secs <= 0 {
             bail!("URL lifetimes must be positive");
+        }
+        if self.downloads.delete_grace_secs < 0 {
+            bail!("downloads.delete_grace_secs must not be negative");
         }
         if self.uploads.max_block_bytes == 0 {
             bail!("uploads.max_block_bytes must be positive");

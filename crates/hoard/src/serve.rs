@@ -108,6 +108,7 @@ pub async fn run(config: Config) -> Result<()> {
             pending_timeout_secs: config.uploads.pending_timeout_secs,
             max_block_bytes: config.uploads.max_block_bytes,
             direct_download: config.storage.direct_download,
+            delete_grace_secs: config.downloads.delete_grace_secs,
             ..ServiceConfig::default()
         },
     ));
@@ -141,6 +142,9 @@ pub async fn run(config: Config) -> Result<()> {
                     _ = reclaim.tick() => {
                         if let Err(e) = service.reclaim_stale_uploads().await {
                             tracing::warn!(error = %e, "could not reclaim abandoned uploads");
+                        }
+                        if let Err(e) = service.delete_doomed_objects().await {
+                            tracing::warn!(error = %e, "could not delete the objects of deleted entries");
                         }
                     }
                 }

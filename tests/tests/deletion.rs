@@ -1,0 +1,58 @@
+//! Deleting an entry never cuts a download short: the entry leaves lookups at
+//! once, its bytes only after the grace period.
+
+use hoard_e2e::client::{lookup, save, twirp};
+use hoard_e2e::Server;
+use serde_json::json;
+use std::time::Duration;
+
+const V: &str = "deletion-version";
+
+#[tokio::test]
+async fn a_download_in_flight_outlives_the_delete() {
+    let server = Server::start_with(&[
+        ("HOARD_DOWNLOADS_DELETE_GRACE_SECS", "2"),
+        ("HOARD_UPLOADS_RECLAIM_INTERVAL_SECS", "1"),
+    ]);
+    let data: Vec<u8> = (0..48 * 1024 * 1024u32).map(|i| (i % 241) as u8).collect();
+    let id = save(&server, "doomed", V, &data).await;
+    let url = lookup(&server, "doomed", V).await.unwrap();
+    let mut response = reqwest::get(&url).await.unwrap();
+    let mut got = response.chunk().await.unwrap().unwrap().to_vec();
+
+    let (status, body) = twirp(
+        &reqwest::Client::new(),
+        &server.twirp_url("DeleteCacheEntry"),
+        json!({"key": "doomed"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        lookup(&server, "doomed", V).await,
+        None,
+        "gone from lookups at once"
+    );
+    assert!(
+        !server.entry_objects(&id).is_empty(),
+        "bytes kept for the grace period"
+    );
+
+    // Read the rest slowly, past the moment the bytes become deletable.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        got.extend_from_slice(&chunk);
+    }
+    assert!(got == data, "the download finished whole");
+
+    // Once the grace period is over, a background pass deletes the bytes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !server.entry_objects(&id).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bytes were never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A new download with the old URL is a clean 404, not a partial body.
+    assert_eq!(reqwest::get(&url).await.unwrap().status().as_u16(), 404);
+}
