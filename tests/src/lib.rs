@@ -243,13 +243,26 @@ impl Server {
         next
     }
 
-    /// The files holding entry `id`'s objects, whichever store keeps them (an S3
-    /// server may leave empty directories behind; they hold nothing).
+    /// The directory on disk that holds the objects, whichever store keeps them
+    /// (the S3 test server keeps a bucket's objects as files).
+    fn objects_dir(&self) -> PathBuf {
+        match &self.deployment.s3 {
+            Some(s3) => s3.bucket_dir().join("cache"),
+            None => self.data_dir.join("blobs/objects"),
+        }
+    }
+
+    /// Writes an object behind hoard's back, as a crash would leave one.
+    pub fn plant_object(&self, name: &str, bytes: &[u8]) {
+        let path = self.objects_dir().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// The files holding entry `id`'s objects (an S3 server may leave empty
+    /// directories behind; they hold nothing).
     pub fn entry_objects(&self, id: &str) -> Vec<PathBuf> {
-        let dir = match &self.deployment.s3 {
-            Some(s3) => s3.bucket_dir().join("cache/entries").join(id),
-            None => self.data_dir.join("blobs/objects/entries").join(id),
-        };
+        let dir = self.objects_dir().join("entries").join(id);
         let mut files = Vec::new();
         let mut stack = vec![dir];
         while let Some(d) = stack.pop() {

@@ -11,7 +11,7 @@ use crate::store::{
 use crate::{now_millis, validate};
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -382,6 +382,60 @@ impl CacheService {
         }
     }
 
+    /// Deletes objects that no entry owns: left by a crash between storing an
+    /// object and recording it, or by a delete that failed. Only objects older
+    /// than `grace_secs` are considered, so an upload in progress (bytes stored,
+    /// row about to be written) is never touched; objects awaiting their
+    /// scheduled deletion are left to it. Returns how many were deleted.
+    pub async fn sweep_orphans(&self, grace_secs: i64) -> Result<usize, CoreError> {
+        let cutoff = now_millis() - grace_secs * 1000;
+        let mut listing = self.blobs.list(ENTRIES);
+        let mut batch: Vec<(i64, String)> = Vec::new();
+        let mut deleted = 0;
+        while let Some(object) = listing.next().await {
+            let object = object?;
+            if object.modified > cutoff {
+                continue;
+            }
+            if let Some(id) = owner_of(&object.name) {
+                batch.push((id, object.name));
+            }
+            if batch.len() >= ORPHAN_BATCH {
+                deleted += self.delete_orphans(&mut batch).await?;
+            }
+        }
+        deleted += self.delete_orphans(&mut batch).await?;
+        Ok(deleted)
+    }
+
+    async fn delete_orphans(&self, batch: &mut Vec<(i64, String)>) -> Result<usize, CoreError> {
+        let mut ids: Vec<i64> = batch.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let existing: HashSet<i64> = self
+            .meta
+            .existing_entries(&ids)
+            .await?
+            .into_iter()
+            .collect();
+        let prefixes: Vec<String> = ids.iter().map(|id| entry_prefix(*id)).collect();
+        let doomed: HashSet<String> = self
+            .meta
+            .doomed_among(&prefixes)
+            .await?
+            .into_iter()
+            .collect();
+        let mut deleted = 0;
+        for (id, name) in batch.drain(..) {
+            if existing.contains(&id) || doomed.contains(&entry_prefix(id)) {
+                continue;
+            }
+            self.blobs.delete(&name).await?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
     async fn remove_objects(&self, entry_id: i64) {
         if let Err(e) = self.blobs.delete_prefix(&entry_prefix(entry_id)).await {
             tracing::warn!(entry_id, error = %e, "could not delete an entry's objects; the orphan sweep will");
@@ -571,8 +625,20 @@ impl CacheService {
 const READ_AHEAD_BYTES: u64 = 8 * 1024 * 1024;
 
 /// All objects of one entry live under this prefix.
+/// Where every entry's objects live: `entries/<id>/...`.
+const ENTRIES: &str = "entries";
+
+/// Objects checked against the database at a time by the orphan sweep.
+const ORPHAN_BATCH: usize = 1000;
+
 pub fn entry_prefix(entry_id: i64) -> String {
-    format!("entries/{entry_id}")
+    format!("{ENTRIES}/{entry_id}")
+}
+
+/// The entry id an object name belongs to (`entries/<id>/...`).
+fn owner_of(name: &str) -> Option<i64> {
+    let rest = name.strip_prefix(ENTRIES)?.strip_prefix('/')?;
+    rest.split('/').next()?.parse().ok()
 }
 
 fn commit_error(outcome: BlobCommit) -> CoreError {

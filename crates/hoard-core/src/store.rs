@@ -27,6 +27,17 @@ pub enum BlobError {
     Backend(String),
 }
 
+/// An object as listed by a blob store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub name: String,
+    /// Last modification, milliseconds since the epoch.
+    pub modified: i64,
+}
+
+/// Objects listed a page at a time, however many there are.
+pub type ObjectList = BoxStream<'static, Result<ListedObject, BlobError>>;
+
 /// Result of a reservation attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
@@ -187,6 +198,12 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Forgets a scheduled deletion once carried out.
     async fn forget_doom(&self, prefix: &str) -> Result<(), StoreError>;
+
+    /// Of `ids`, those that have an entry in any state.
+    async fn existing_entries(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError>;
+
+    /// Of `prefixes`, those scheduled for deletion.
+    async fn doomed_among(&self, prefixes: &[String]) -> Result<Vec<String>, StoreError>;
 }
 
 /// Objects (bytes). Names are `/`-separated paths chosen by the service.
@@ -204,6 +221,9 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Deletes every object whose name starts with `prefix/`.
     async fn delete_prefix(&self, prefix: &str) -> Result<(), BlobError>;
+
+    /// Every object whose name starts with `prefix/`, in no particular order.
+    fn list(&self, prefix: &str) -> ObjectList;
 
     /// A URL a client can GET the whole object from without going through hoard
     /// (a presigned object-storage URL), valid for `expires_in`; `None` where the

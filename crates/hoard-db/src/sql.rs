@@ -808,6 +808,38 @@ impl MetaStore for SqlStore {
             .map_err(backend)?;
         Ok(())
     }
+
+    async fn existing_entries(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(INSERT_CHUNK) {
+            let sql = format!(
+                "SELECT id FROM entries WHERE id IN {}",
+                values(1, chunk.len(), 1)
+            );
+            let mut q = sqlx::query_scalar::<_, i64>(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            found.extend(q.fetch_all(&self.read).await.map_err(backend)?);
+        }
+        Ok(found)
+    }
+
+    async fn doomed_among(&self, prefixes: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in prefixes.chunks(INSERT_CHUNK) {
+            let sql = format!(
+                "SELECT prefix FROM doomed_objects WHERE prefix IN {}",
+                values(1, chunk.len(), 1)
+            );
+            let mut q = sqlx::query_scalar::<_, String>(&sql);
+            for p in chunk {
+                q = q.bind(p.as_str());
+            }
+            found.extend(q.fetch_all(&self.read).await.map_err(backend)?);
+        }
+        Ok(found)
+    }
 }
 
 #[cfg(test)]

@@ -320,6 +320,16 @@ async fn doomed_objects_come_due_in_order(s: &SqlStore) {
     s.doom("entries/2", 8000).await.unwrap();
     assert!(s.due_dooms(5000, 10).await.unwrap().is_empty());
     assert_eq!(s.due_dooms(9000, 10).await.unwrap().len(), 2);
+    let asked = ["entries/2".to_string(), "entries/7".to_string()];
+    assert_eq!(
+        s.doomed_among(&asked).await.unwrap(),
+        vec!["entries/2".to_string()]
+    );
+    let Reservation::Created { id, .. } = s.reserve("ns", "main", "k", "v", 1, 0).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(s.existing_entries(&[id, id + 100]).await.unwrap(), vec![id]);
 }
 
 /// Replicas starting together against an empty database: migrations run once,

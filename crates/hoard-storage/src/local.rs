@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use hoard_core::store::{BlobError, BlobStore, ByteStream};
+use hoard_core::store::{BlobError, BlobStore, ByteStream, ListedObject, ObjectList};
 use std::io::{ErrorKind, Read, Seek, Write as _};
 use std::path::{Component, Path, PathBuf};
 use tokio::sync::mpsc;
@@ -241,6 +241,60 @@ impl BlobStore for LocalStore {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(backend("deleting", e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> ObjectList {
+        let objects = self.root.join("objects");
+        let start = match self.path(prefix) {
+            Ok(p) => p,
+            Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
+        };
+        // A walk on a blocking thread, handed over a few names at a time: a
+        // million objects never sit in memory together.
+        let (tx, rx) = mpsc::channel(256);
+        tokio::task::spawn_blocking(move || walk(&objects, start, &tx));
+        ReceiverStream::new(rx).boxed()
+    }
+}
+
+/// Sends every file under `dir` as an object named relative to `objects`.
+fn walk(objects: &Path, dir: PathBuf, tx: &mpsc::Sender<Result<ListedObject, BlobError>>) {
+    let mut stack = vec![dir];
+    while let Some(d) = stack.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(backend("listing", e)));
+                return;
+            }
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let Ok(rel) = path.strip_prefix(objects) else {
+                continue;
+            };
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            let name = rel
+                .to_string_lossy()
+                .replace(std::path::MAIN_SEPARATOR, "/");
+            if tx
+                .blocking_send(Ok(ListedObject { name, modified }))
+                .is_err()
+            {
+                return;
+            }
         }
     }
 }

@@ -12,7 +12,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use hoard_core::store::{BlobError, BlobStore, ByteStream};
+use hoard_core::store::{BlobError, BlobStore, ByteStream, ListedObject, ObjectList};
 use object_store::path::Path;
 use object_store::signer::{Method, Signer};
 use object_store::{GetOptions, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
@@ -300,6 +300,27 @@ impl BlobStore for ObjectStorage {
             }
         }
         Ok(())
+    }
+
+    fn list(&self, prefix: &str) -> ObjectList {
+        // list() follows continuation tokens: every page, however many.
+        let strip = match self.prefix.as_str() {
+            "" => String::new(),
+            p => format!("{p}/"),
+        };
+        self.store
+            .list(Some(&self.path(prefix)))
+            .map(move |meta| match meta {
+                Ok(meta) => {
+                    let full = meta.location.to_string();
+                    Ok(ListedObject {
+                        name: full.strip_prefix(&strip).unwrap_or(&full).to_string(),
+                        modified: meta.last_modified.timestamp_millis(),
+                    })
+                }
+                Err(e) => Err(backend("listing", e)),
+            })
+            .boxed()
     }
 
     async fn direct_url(

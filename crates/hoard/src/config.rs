@@ -53,6 +53,10 @@ pub struct Storage {
     pub upload_buffer_bytes: usize,
     /// Downloads of single-object entries get a presigned URL of the bucket.
     pub direct_download: bool,
+    /// How often storage is listed for objects no entry owns.
+    pub orphan_sweep_interval_secs: u64,
+    /// Only objects older than this are ever swept.
+    pub orphan_grace_secs: i64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -122,6 +126,8 @@ impl Default for Storage {
             part_size_bytes: 8 * 1024 * 1024,
             upload_buffer_bytes: 32 * 1024 * 1024,
             direct_download: false,
+            orphan_sweep_interval_secs: 3600,
+            orphan_grace_secs: 86400,
         }
     }
 }
@@ -218,6 +224,14 @@ impl Config {
         if let Ok(v) = std::env::var("HOARD_STORAGE_DIRECT_DOWNLOAD") {
             self.storage.direct_download = parse_bool("HOARD_STORAGE_DIRECT_DOWNLOAD", &v)?;
         }
+        parse_env(
+            "HOARD_STORAGE_ORPHAN_SWEEP_INTERVAL_SECS",
+            &mut self.storage.orphan_sweep_interval_secs,
+        )?;
+        parse_env(
+            "HOARD_STORAGE_ORPHAN_GRACE_SECS",
+            &mut self.storage.orphan_grace_secs,
+        )?;
         parse_env("HOARD_SIGNING_SECRET", &mut self.signing.secret)?;
         parse_env(
             "HOARD_UPLOADS_PENDING_TIMEOUT_SECS",
@@ -268,6 +282,9 @@ impl Config {
         }
         if self.uploads.url_ttl_secs <= 0 || self.downloads.url_ttl_secs <= 0 {
             bail!("URL lifetimes must be positive");
+        }
+        if self.storage.orphan_sweep_interval_secs == 0 || self.storage.orphan_grace_secs < 0 {
+            bail!("storage.orphan_sweep_interval_secs must be positive and orphan_grace_secs not negative");
         }
         if self.downloads.delete_grace_secs < 0 {
             bail!("downloads.delete_grace_secs must not be negative");

@@ -129,9 +129,12 @@ pub async fn run(config: Config) -> Result<()> {
     let background = {
         let service = service.clone();
         let reclaim_every = Duration::from_secs(config.uploads.reclaim_interval_secs);
+        let sweep_every = Duration::from_secs(config.storage.orphan_sweep_interval_secs);
+        let orphan_grace = config.storage.orphan_grace_secs;
         tokio::spawn(async move {
             let mut flush = tokio::time::interval(Duration::from_secs(5));
             let mut reclaim = tokio::time::interval(reclaim_every);
+            let mut sweep = tokio::time::interval(sweep_every);
             loop {
                 tokio::select! {
                     _ = flush.tick() => {
@@ -145,6 +148,13 @@ pub async fn run(config: Config) -> Result<()> {
                         }
                         if let Err(e) = service.delete_doomed_objects().await {
                             tracing::warn!(error = %e, "could not delete the objects of deleted entries");
+                        }
+                    }
+                    _ = sweep.tick() => {
+                        match service.sweep_orphans(orphan_grace).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(objects = n, "deleted orphaned objects"),
+                            Err(e) => tracing::warn!(error = %e, "could not sweep orphaned objects"),
                         }
                     }
                 }

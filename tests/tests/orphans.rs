@@ -1,0 +1,60 @@
+//! The orphan sweep: objects no entry owns (a crash between storing bytes and
+//! recording them) are deleted, page after page of the listing; objects of
+//! saved entries and of uploads in progress stay.
+
+use hoard_e2e::client::{create, put_block, restore, save};
+use hoard_e2e::Server;
+use std::time::{Duration, Instant};
+
+const V: &str = "orphans-version";
+
+#[tokio::test]
+async fn orphans_past_the_grace_period_are_swept_owned_objects_stay() {
+    let server = Server::start_with(&[
+        ("HOARD_STORAGE_ORPHAN_SWEEP_INTERVAL_SECS", "1"),
+        ("HOARD_STORAGE_ORPHAN_GRACE_SECS", "0"),
+    ]);
+    let kept = save(&server, "kept", V, b"saved bytes").await;
+    let upload = create(&server, "in-progress", V).await;
+    assert_eq!(put_block(&upload, "YmxvY2s=", vec![7u8; 100]).await, 201);
+    let pending = upload
+        .split("/blob/cache/")
+        .nth(1)
+        .and_then(|r| r.split('?').next())
+        .unwrap()
+        .to_string();
+
+    // More than one listing page (S3 pages hold 1,000 keys).
+    for i in 0..1100 {
+        server.plant_object(&format!("entries/999999/block-{i:05}"), b"orphan");
+    }
+    server.plant_object("entries/999998/blob-x", b"orphan");
+    assert_eq!(server.entry_objects("999999").len(), 1100);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(server.entry_objects("999999").is_empty() && server.entry_objects("999998").is_empty())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "orphans left: {}\n{}",
+            server.entry_objects("999999").len(),
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(server.wait_for_log("deleted orphaned objects", Duration::from_secs(5)));
+    assert_eq!(
+        server.entry_objects(&kept).len(),
+        1,
+        "a saved entry keeps its bytes"
+    );
+    assert_eq!(
+        server.entry_objects(&pending).len(),
+        1,
+        "an upload in progress keeps its block"
+    );
+    assert_eq!(
+        restore(&server, "kept", V).await.as_deref(),
+        Some(&b"saved bytes"[..])
+    );
+}
