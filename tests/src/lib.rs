@@ -331,6 +331,23 @@ pub mod client {
         v["signed_upload_url"].as_str().unwrap().to_string()
     }
 
+    /// The entry id a signed blob URL names.
+    pub fn entry_id_of(url: &str) -> String {
+        let rest = url.split("/blob/cache/").nth(1).expect("a blob URL");
+        rest.split('?').next().unwrap_or(rest).to_string()
+    }
+
+    /// DeleteCacheEntry; panics unless it succeeds.
+    pub async fn delete(server: &super::Server, key: &str) {
+        let (s, v) = twirp(
+            &reqwest::Client::new(),
+            &server.twirp_url("DeleteCacheEntry"),
+            json!({"key": key}),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+    }
+
     /// Put Block; returns the HTTP status.
     pub async fn put_block(upload_url: &str, block_id: &str, body: Vec<u8>) -> u16 {
         reqwest::Client::new()

@@ -1,9 +1,8 @@
 //! Deleting an entry never cuts a download short: the entry leaves lookups at
 //! once, its bytes only after the grace period.
 
-use hoard_e2e::client::{lookup, save, twirp};
+use hoard_e2e::client::{delete, lookup, save};
 use hoard_e2e::Server;
-use serde_json::json;
 use std::time::Duration;
 
 const V: &str = "deletion-version";
@@ -20,13 +19,7 @@ async fn a_download_in_flight_outlives_the_delete() {
     let mut response = reqwest::get(&url).await.unwrap();
     let mut got = response.chunk().await.unwrap().unwrap().to_vec();
 
-    let (status, body) = twirp(
-        &reqwest::Client::new(),
-        &server.twirp_url("DeleteCacheEntry"),
-        json!({"key": "doomed"}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    delete(&server, "doomed").await;
     assert_eq!(
         lookup(&server, "doomed", V).await,
         None,

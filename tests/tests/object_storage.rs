@@ -3,9 +3,8 @@
 
 use base64::Engine;
 use futures::StreamExt;
-use hoard_e2e::client::{commit_blocks, create, lookup, put_block, save, twirp};
+use hoard_e2e::client::{commit_blocks, create, delete, entry_id_of, lookup, put_block, save};
 use hoard_e2e::{Backend, Deployment, Server};
-use serde_json::json;
 
 const V: &str = "direct-version";
 
@@ -74,12 +73,7 @@ async fn single_object_entries_are_served_by_the_bucket() {
 async fn deleting_an_entry_of_more_than_a_page_of_objects_removes_them_all() {
     let server = Server::start_on(Deployment::new(Backend::PgS3), &[]);
     let upload = create(&server, "many-blocks", V).await;
-    let id = upload
-        .split("/blob/cache/")
-        .nth(1)
-        .and_then(|r| r.split('?').next())
-        .unwrap()
-        .to_string();
+    let id = entry_id_of(&upload);
     let ids: Vec<String> = (0..1100)
         .map(|i| base64::engine::general_purpose::STANDARD.encode(format!("blk-{i:05}")))
         .collect();
@@ -92,13 +86,7 @@ async fn deleting_an_entry_of_more_than_a_page_of_objects_removes_them_all() {
     commit_blocks(&server, &upload, "many-blocks", V, &ids, 1100 * 16).await;
     assert_eq!(server.entry_objects(&id).len(), 1100);
 
-    let (status, body) = twirp(
-        &reqwest::Client::new(),
-        &server.twirp_url("DeleteCacheEntry"),
-        json!({"key": "many-blocks"}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    delete(&server, "many-blocks").await;
     assert_eq!(
         server.entry_objects(&id).len(),
         0,

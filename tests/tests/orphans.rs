@@ -2,7 +2,7 @@
 //! recording them) are deleted, page after page of the listing; objects of
 //! saved entries and of uploads in progress stay.
 
-use hoard_e2e::client::{create, put_block, restore, save};
+use hoard_e2e::client::{create, entry_id_of, put_block, restore, save};
 use hoard_e2e::Server;
 use std::time::{Duration, Instant};
 
@@ -17,12 +17,7 @@ async fn orphans_past_the_grace_period_are_swept_owned_objects_stay() {
     let kept = save(&server, "kept", V, b"saved bytes").await;
     let upload = create(&server, "in-progress", V).await;
     assert_eq!(put_block(&upload, "YmxvY2s=", vec![7u8; 100]).await, 201);
-    let pending = upload
-        .split("/blob/cache/")
-        .nth(1)
-        .and_then(|r| r.split('?').next())
-        .unwrap()
-        .to_string();
+    let pending = entry_id_of(&upload);
 
     // More than one listing page (S3 pages hold 1,000 keys).
     for i in 0..1100 {

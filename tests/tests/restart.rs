@@ -68,14 +68,7 @@ async fn abandoned_uploads_are_reclaimed() {
     )
     .await;
     let upload = v["signed_upload_url"].as_str().unwrap().to_string();
-    let id = upload
-        .split("/blob/cache/")
-        .nth(1)
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
+    let id = hoard_e2e::client::entry_id_of(&upload);
     let r = http
         .put(format!("{upload}&comp=block&blockid={}", b64("b1")))
         .body(vec![1u8; 4096])
