@@ -68,10 +68,16 @@ async fn single_object_entries_are_served_by_the_bucket() {
 }
 
 /// Deleting an entry of 1,100 objects lists them over two pages (S3 answers at
-/// most 1,000 keys a page) and deletes every one.
+/// most 1,000 keys a page) and deletes every one, once the grace period is over.
 #[tokio::test]
 async fn deleting_an_entry_of_more_than_a_page_of_objects_removes_them_all() {
-    let server = Server::start_on(Deployment::new(Backend::PgS3), &[]);
+    let server = Server::start_on(
+        Deployment::new(Backend::PgS3),
+        &[
+            ("HOARD_DOWNLOADS_DELETE_GRACE_SECS", "0"),
+            ("HOARD_UPLOADS_RECLAIM_INTERVAL_SECS", "1"),
+        ],
+    );
     let upload = create(&server, "many-blocks", V).await;
     let id = entry_id_of(&upload);
     let ids: Vec<String> = (0..1100)
@@ -87,10 +93,15 @@ async fn deleting_an_entry_of_more_than_a_page_of_objects_removes_them_all() {
     assert_eq!(server.entry_objects(&id).len(), 1100);
 
     delete(&server, "many-blocks").await;
-    assert_eq!(
-        server.entry_objects(&id).len(),
-        0,
-        "every object is deleted"
-    );
+    // Deleted by the background pass once the (zero) grace period is over.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !server.entry_objects(&id).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} objects left",
+            server.entry_objects(&id).len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     assert_eq!(lookup(&server, "many-blocks", V).await, None);
 }
