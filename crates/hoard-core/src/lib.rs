@@ -4,6 +4,7 @@
 pub mod error;
 pub mod matching;
 pub mod model;
+pub mod policy;
 pub mod service;
 pub mod signing;
 pub mod store;
