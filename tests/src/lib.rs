@@ -188,6 +188,20 @@ impl Server {
         }
     }
 
+    /// Runs another `hoard` command (`gc`, `config check`...) on this server's
+    /// stores and environment; returns its output.
+    pub fn run_cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(hoard_bin());
+        cmd.args(args)
+            .env_remove("HOARD_CONFIG")
+            .env("HOARD_DATA_DIR", &self.data_dir)
+            .env("HOARD_LOG", "warn");
+        for (k, v) in self.deployment.env().iter().chain(&self.env) {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run hoard")
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())

@@ -4,6 +4,7 @@
 use crate::error::CoreError;
 use crate::matching::{find_match, InNamespace};
 use crate::model::{Caller, Entry, EntryState, Part, StoredObject};
+use crate::policy::{Candidate, Policy, Reason};
 use crate::signing::{Operation, SignatureError, UrlSigner};
 use crate::store::{
     BlobCommit, BlobError, BlobStore, ByteStream, Finalized, MetaStore, Reservation, Staged,
@@ -380,6 +381,58 @@ impl CacheService {
                 return Ok(total);
             }
         }
+    }
+
+    /// What `policy` removes as of `now`: per namespace (every one, or only
+    /// `only`), then, over the whole store, the global budget's share.
+    pub async fn plan_eviction(
+        &self,
+        policy: &Policy,
+        only: Option<&str>,
+        now: i64,
+    ) -> Result<Vec<(Candidate, Reason)>, CoreError> {
+        let namespaces = match only {
+            Some(ns) => vec![ns.to_string()],
+            None => self.meta.namespaces().await?,
+        };
+        // The global pass needs every survivor; without a global budget (the
+        // default) nothing beyond one namespace is held at a time.
+        let global = only.is_none() && policy.global.is_some();
+        let mut plan = Vec::new();
+        let mut survivors: Vec<Candidate> = Vec::new();
+        for ns in namespaces {
+            let entries = self.meta.eviction_candidates(&ns).await?;
+            let (gone, kept) = policy.plan_namespace(&ns, &entries, now);
+            plan.extend(gone.into_iter().map(|(c, r)| (c.clone(), r)));
+            if global {
+                survivors.extend(kept.into_iter().cloned());
+            }
+        }
+        if global {
+            let refs: Vec<&Candidate> = survivors.iter().collect();
+            plan.extend(
+                policy
+                    .plan_global(&refs)
+                    .into_iter()
+                    .map(|(c, r)| (c.clone(), r)),
+            );
+        }
+        Ok(plan)
+    }
+
+    /// Carries out a plan: entries leave lookups at once (unless used since the
+    /// plan was made), their bytes after the delete grace period. Returns the ids
+    /// removed.
+    pub async fn evict(&self, plan: &[(Candidate, Reason)]) -> Result<Vec<i64>, CoreError> {
+        let planned: Vec<(i64, i64)> = plan
+            .iter()
+            .map(|(c, _)| (c.id, c.last_accessed_at))
+            .collect();
+        let removed = self.meta.delete_unused(&planned).await?;
+        for id in &removed {
+            self.remove_objects_later(*id).await;
+        }
+        Ok(removed)
     }
 
     /// Deletes objects that no entry owns: left by a crash between storing an

@@ -3,6 +3,7 @@
 //! any replica can serve any request.
 
 use crate::model::{Entry, Part, StoredObject};
+use crate::policy::Candidate;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -204,6 +205,17 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Of `prefixes`, those scheduled for deletion.
     async fn doomed_among(&self, prefixes: &[String]) -> Result<Vec<String>, StoreError>;
+
+    /// Namespaces that have committed entries, in name order.
+    async fn namespaces(&self) -> Result<Vec<String>, StoreError>;
+
+    /// A namespace's committed entries, least recently used first.
+    async fn eviction_candidates(&self, namespace: &str) -> Result<Vec<Candidate>, StoreError>;
+
+    /// Deletes committed entries given as (id, last access when planned), unless
+    /// used since (a restore between planning and deleting keeps its entry);
+    /// returns the ids deleted.
+    async fn delete_unused(&self, entries: &[(i64, i64)]) -> Result<Vec<i64>, StoreError>;
 }
 
 /// Objects (bytes). Names are `/`-separated paths chosen by the service.

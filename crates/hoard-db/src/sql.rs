@@ -9,6 +9,7 @@
 use crate::keys::prefix_upper_bound;
 use async_trait::async_trait;
 use hoard_core::model::{blob_hash, Entry, EntryState, Part, StoredObject};
+use hoard_core::policy::Candidate;
 use hoard_core::store::{BlobCommit, Finalized, MetaStore, Reservation, Staged, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row};
@@ -823,6 +824,55 @@ impl MetaStore for SqlStore {
             found.extend(q.fetch_all(&self.read).await.map_err(backend)?);
         }
         Ok(found)
+    }
+
+    async fn namespaces(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT namespace FROM entries WHERE state = 'committed' ORDER BY namespace",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)
+    }
+
+    async fn eviction_candidates(&self, namespace: &str) -> Result<Vec<Candidate>, StoreError> {
+        let rows: Vec<(i64, String, Vec<u8>, i64, i64)> = sqlx::query_as(
+            "SELECT id, scope, key, size, last_accessed_at FROM entries
+             WHERE namespace = $1 AND state = 'committed'
+             ORDER BY last_accessed_at, id",
+        )
+        .bind(namespace)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, scope, key, size, last_accessed_at)| Candidate {
+                id,
+                namespace: namespace.to_string(),
+                scope,
+                key: String::from_utf8_lossy(&key).into_owned(),
+                size: size.max(0) as u64,
+                last_accessed_at,
+            })
+            .collect())
+    }
+
+    async fn delete_unused(&self, entries: &[(i64, i64)]) -> Result<Vec<i64>, StoreError> {
+        let mut deleted = Vec::new();
+        for chunk in entries.chunks(INSERT_CHUNK) {
+            let sql = format!(
+                "DELETE FROM entries WHERE state = 'committed'
+                 AND (id, last_accessed_at) IN (VALUES {}) RETURNING id",
+                values(chunk.len(), 2, 1)
+            );
+            let mut q = sqlx::query_scalar::<_, i64>(&sql);
+            for (id, at) in chunk {
+                q = q.bind(*id).bind(*at);
+            }
+            deleted.extend(q.fetch_all(&self.write).await.map_err(backend)?);
+        }
+        Ok(deleted)
     }
 
     async fn doomed_among(&self, prefixes: &[String]) -> Result<Vec<String>, StoreError> {

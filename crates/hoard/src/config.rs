@@ -20,6 +20,113 @@ pub struct Config {
     pub signing: Signing,
     pub uploads: Uploads,
     pub downloads: Downloads,
+    pub eviction: Eviction,
+}
+
+/// What `hoard gc` removes. Defaults mirror GitHub's: 10 GiB per namespace,
+/// entries unused for 7 days expire.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Eviction {
+    /// Bytes each namespace may keep; 0: no budget.
+    pub namespace_budget_bytes: u64,
+    /// Entries unused for this many days expire; 0: never.
+    pub retention_days: u64,
+    /// Bytes the whole store may keep; 0: no global budget.
+    pub global_budget_bytes: u64,
+    /// Fractions of the global budget: eviction starts above high, stops at low.
+    pub high_watermark: f64,
+    pub low_watermark: f64,
+    /// Per-namespace rules, first match wins.
+    pub namespaces: Vec<NamespaceRule>,
+    /// Per-scope (branch) retention, first match wins.
+    pub scopes: Vec<ScopeRule>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceRule {
+    /// Glob on the namespace (`*` any run, `?` one character).
+    pub pattern: String,
+    pub budget_bytes: Option<u64>,
+    pub retention_days: Option<u64>,
+    /// Globs on keys that never expire and are evicted last.
+    #[serde(default)]
+    pub protected_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeRule {
+    /// Glob on the scope, e.g. `refs/heads/main` or `refs/pull/*`.
+    pub pattern: String,
+    /// 0: never expire.
+    pub retention_days: u64,
+}
+
+impl Default for Eviction {
+    fn default() -> Self {
+        Eviction {
+            namespace_budget_bytes: 10 * 1024 * 1024 * 1024,
+            retention_days: 7,
+            global_budget_bytes: 0,
+            high_watermark: 0.9,
+            low_watermark: 0.8,
+            namespaces: Vec::new(),
+            scopes: Vec::new(),
+        }
+    }
+}
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+fn days(d: u64) -> Option<i64> {
+    (d > 0).then_some(d as i64 * DAY_MS)
+}
+
+impl Eviction {
+    pub fn policy(&self) -> hoard_core::policy::Policy {
+        use hoard_core::policy::{self as p, Glob};
+        let defaults = p::NamespaceLimits {
+            budget_bytes: (self.namespace_budget_bytes > 0).then_some(self.namespace_budget_bytes),
+            retention_ms: days(self.retention_days),
+            max_entry_bytes: None,
+            protected: Vec::new(),
+        };
+        p::Policy {
+            global: (self.global_budget_bytes > 0).then_some(p::GlobalBudget {
+                budget_bytes: self.global_budget_bytes,
+                high: self.high_watermark,
+                low: self.low_watermark,
+            }),
+            namespaces: self
+                .namespaces
+                .iter()
+                .map(|r| p::NamespaceRule {
+                    pattern: Glob::new(&r.pattern),
+                    limits: p::NamespaceLimits {
+                        budget_bytes: match r.budget_bytes {
+                            Some(0) => None,
+                            Some(b) => Some(b),
+                            None => defaults.budget_bytes,
+                        },
+                        retention_ms: r.retention_days.map_or(defaults.retention_ms, days),
+                        max_entry_bytes: None,
+                        protected: r.protected_keys.iter().map(|k| Glob::new(k)).collect(),
+                    },
+                })
+                .collect(),
+            defaults: defaults.clone(),
+            scopes: self
+                .scopes
+                .iter()
+                .map(|r| p::ScopeRule {
+                    pattern: Glob::new(&r.pattern),
+                    retention_ms: days(r.retention_days),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -100,6 +207,7 @@ impl Default for Config {
             signing: Signing::default(),
             uploads: Uploads::default(),
             downloads: Downloads::default(),
+            eviction: Eviction::default(),
         }
     }
 }
@@ -232,6 +340,18 @@ impl Config {
             "HOARD_STORAGE_ORPHAN_GRACE_SECS",
             &mut self.storage.orphan_grace_secs,
         )?;
+        parse_env(
+            "HOARD_EVICTION_NAMESPACE_BUDGET_BYTES",
+            &mut self.eviction.namespace_budget_bytes,
+        )?;
+        parse_env(
+            "HOARD_EVICTION_RETENTION_DAYS",
+            &mut self.eviction.retention_days,
+        )?;
+        parse_env(
+            "HOARD_EVICTION_GLOBAL_BUDGET_BYTES",
+            &mut self.eviction.global_budget_bytes,
+        )?;
         parse_env("HOARD_SIGNING_SECRET", &mut self.signing.secret)?;
         parse_env(
             "HOARD_UPLOADS_PENDING_TIMEOUT_SECS",
@@ -286,6 +406,13 @@ impl Config {
         if self.storage.orphan_sweep_interval_secs == 0 || self.storage.orphan_grace_secs < 0 {
             bail!("storage.orphan_sweep_interval_secs must be positive and orphan_grace_secs not negative");
         }
+        let e = &self.eviction;
+        if !(0.0 < e.low_watermark
+            && e.low_watermark <= e.high_watermark
+            && e.high_watermark <= 1.0)
+        {
+            bail!("eviction watermarks must satisfy 0 < low_watermark <= high_watermark <= 1");
+        }
         if self.downloads.delete_grace_secs < 0 {
             bail!("downloads.delete_grace_secs must not be negative");
         }
@@ -333,6 +460,16 @@ mod tests {
         assert_eq!(parsed.storage.path_style, Some(false));
         assert_eq!(parsed.storage.part_size_bytes, 8 * 1024 * 1024);
         assert!(parse_bool("X", "maybe").is_err());
+        let parsed: Config = toml::from_str(
+            "[eviction]\nretention_days = 0\n[[eviction.namespaces]]\npattern = \"org/*\"\nbudget_bytes = 100\nprotected_keys = [\"tool-*\"]\n[[eviction.scopes]]\npattern = \"refs/pull/*\"\nretention_days = 3\n",
+        )
+        .unwrap();
+        let policy = parsed.eviction.policy();
+        assert_eq!(policy.defaults.retention_ms, None);
+        assert_eq!(policy.defaults.budget_bytes, Some(10 << 30));
+        assert_eq!(policy.limits("org/x").budget_bytes, Some(100));
+        assert_eq!(policy.limits("org/x").protected.len(), 1);
+        assert_eq!(policy.scopes[0].retention_ms, Some(3 * DAY_MS));
         assert!(parse_bool("X", " TRUE ").unwrap());
         let mut secret = Config::default();
         secret.signing.secret = "sign-me".into();

@@ -1,6 +1,7 @@
 //! `hoard`: a self-hosted server for the GitHub Actions cache protocol.
 
 mod config;
+mod gc;
 mod healthcheck;
 mod redact;
 mod serve;
@@ -24,6 +25,21 @@ struct Cli {
 enum Command {
     /// Run the cache server.
     Serve(ServeArgs),
+    /// Apply the eviction policy once; with --dry-run, print what would go.
+    Gc {
+        /// Print what would be removed, remove nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Only this namespace
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Evaluate as of this RFC 3339 time instead of now
+        #[arg(long)]
+        at: Option<String>,
+        /// TOML configuration file
+        #[arg(long, env = "HOARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Validate the configuration and print it, secrets masked.
     Config {
         #[command(subcommand)]
@@ -105,6 +121,24 @@ fn main() -> Result<()> {
             config.validate()?;
             print!("{}", toml::to_string(&config.masked())?);
             Ok(())
+        }
+        Command::Gc {
+            dry_run,
+            namespace,
+            at,
+            config,
+        } => {
+            let config = config::Config::load(config.as_deref())?;
+            config.validate()?;
+            let options = gc::Options {
+                dry_run,
+                namespace,
+                at,
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(gc::run(config, options))
         }
         Command::Healthcheck { url, config } => {
             let config = config::Config::load(config.as_deref())?;

@@ -64,7 +64,9 @@ fn storage_options(config: &Config) -> StorageOptions {
     }
 }
 
-pub async fn run(config: Config) -> Result<()> {
+/// Opens the configured database and blob store and the service on them; shared
+/// by `hoard serve` and `hoard gc`.
+pub async fn open_service(config: &Config) -> Result<(Arc<SqlStore>, Arc<CacheService>)> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
     let database_url = match config.database.url.as_str() {
@@ -89,7 +91,7 @@ pub async fn run(config: Config) -> Result<()> {
         "" => config.data_dir.join("blobs").to_string_lossy().into_owned(),
         url => url.to_string(),
     };
-    let blobs = hoard_storage::open(&storage_url, &storage_options(&config))
+    let blobs = hoard_storage::open(&storage_url, &storage_options(config))
         .await
         .with_context(|| format!("opening the blob storage {storage_url}"))?;
     tracing::info!(
@@ -97,7 +99,7 @@ pub async fn run(config: Config) -> Result<()> {
         storage = %storage_url,
         "stores open"
     );
-    let signer = UrlSigner::new(&signing_secret(&config, &meta).await?);
+    let signer = UrlSigner::new(&signing_secret(config, &meta).await?);
     let service = Arc::new(CacheService::new(
         meta.clone(),
         blobs,
@@ -113,6 +115,11 @@ pub async fn run(config: Config) -> Result<()> {
         },
     ));
 
+    Ok((meta, service))
+}
+
+pub async fn run(config: Config) -> Result<()> {
+    let (meta, service) = open_service(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

@@ -1,0 +1,90 @@
+//! `hoard gc`: the eviction policy applied from the command line, as an operator
+//! runs it (cron), with `--dry-run` printing exactly what the real run removes.
+
+use hoard_e2e::client::{restore, save};
+use hoard_e2e::Server;
+
+const V: &str = "gc-version";
+const MIB: usize = 1024 * 1024;
+
+/// The entry lines of gc's output (header and totals left out), sorted.
+fn entry_lines(out: &std::process::Output) -> Vec<String> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            !l.starts_with("namespace\t") && !l.starts_with("total:") && !l.starts_with("also:")
+        })
+        .map(String::from)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[tokio::test]
+async fn a_namespace_over_budget_keeps_what_was_restored_and_dry_run_tells_the_truth() {
+    // 4 MiB saved against a budget of 2.5 MiB.
+    let budget = (5 * MIB / 2).to_string();
+    let server = Server::start_with(&[("HOARD_EVICTION_NAMESPACE_BUDGET_BYTES", &budget)]);
+    for key in ["e1", "e2", "e3", "e4"] {
+        save(&server, key, V, &vec![key.as_bytes()[1]; MIB]).await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // e1 and e2 are used again: they are the most recently used now.
+    for key in ["e1", "e2"] {
+        assert!(restore(&server, key, V).await.is_some());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mut server = server;
+    server.stop(); // writes the batched access times
+
+    let dry = server.run_cli(&["gc", "--dry-run"]);
+    let planned = entry_lines(&dry);
+    assert_eq!(planned.len(), 2, "{planned:?}");
+    for (line, key) in planned.iter().zip(["e3", "e4"]) {
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert_eq!(fields[2], key);
+        assert_eq!(fields[3], MIB.to_string());
+        assert_eq!(fields[5], "namespace over budget");
+    }
+    assert!(String::from_utf8_lossy(&dry.stdout)
+        .contains(&format!("total: would remove 2 entries, {} bytes", 2 * MIB)));
+
+    // Nothing was removed by the dry run; the real run removes exactly that.
+    let real = server.run_cli(&["gc"]);
+    assert_eq!(entry_lines(&real), planned);
+    let again = server.run_cli(&["gc", "--dry-run"]);
+    assert!(entry_lines(&again).is_empty(), "under budget now");
+
+    // A week and a day later, everything left has expired (GitHub's 7 days).
+    let later = days_from_now(8);
+    let expired = entry_lines(&server.run_cli(&["gc", "--dry-run", "--at", &later]));
+    assert_eq!(expired.len(), 2);
+    assert!(
+        expired.iter().all(|l| l.ends_with("\texpired")),
+        "{expired:?}"
+    );
+
+    let server = server.restart();
+    for (key, kept) in [("e1", true), ("e2", true), ("e3", false), ("e4", false)] {
+        assert_eq!(restore(&server, key, V).await.is_some(), kept, "{key}");
+    }
+}
+
+/// Now plus `days`, in RFC 3339, without a date library in the tests.
+fn days_from_now(days: u64) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + days * 86400;
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
