@@ -332,6 +332,51 @@ async fn doomed_objects_come_due_in_order(s: &SqlStore) {
     assert_eq!(s.existing_entries(&[id, id + 100]).await.unwrap(), vec![id]);
 }
 
+/// What eviction reads and deletes: namespaces, each one's entries least
+/// recently used first, and deletes that spare an entry used since planning.
+async fn eviction_reads_lru_and_spares_entries_used_since(s: &SqlStore) {
+    let a1 = s
+        .insert_committed("team/a", "main", "k1", "v", 10, "o", 5)
+        .await
+        .unwrap();
+    let a2 = s
+        .insert_committed("team/a", "main", "k2", "v", 20, "o", 7)
+        .await
+        .unwrap();
+    let b1 = s
+        .insert_committed("team/b", "dev", "k1", "v", 15, "o", 9)
+        .await
+        .unwrap();
+    s.touch(&[(a1, 30)]).await.unwrap();
+    assert_eq!(
+        s.namespaces().await.unwrap(),
+        vec!["team/a".to_string(), "team/b".to_string()]
+    );
+    let a = s.eviction_candidates("team/a").await.unwrap();
+    assert_eq!(
+        a.iter()
+            .map(|c| (c.id, c.last_accessed_at, c.size))
+            .collect::<Vec<_>>(),
+        vec![(a2, 20, 7), (a1, 30, 5)]
+    );
+    assert_eq!(a[0].key, "k2");
+    assert_eq!(a[0].scope, "main");
+    // a1 was planned at its old access time and used since: it stays.
+    let deleted = s
+        .delete_unused(&[(a2, 20), (a1, 10), (b1, 15)])
+        .await
+        .unwrap();
+    let mut deleted = deleted;
+    deleted.sort();
+    assert_eq!(deleted, vec![a2.min(b1), a2.max(b1)]);
+    assert!(s
+        .find_exact("team/a", "main", "v", "k1")
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(s.namespaces().await.unwrap(), vec!["team/a".to_string()]);
+}
+
 /// Replicas starting together against an empty database: migrations run once,
 /// every replica comes up.
 #[tokio::test]
@@ -381,4 +426,5 @@ on_both!(
     list_delete_and_touch,
     concurrent_reservations_have_one_winner,
     doomed_objects_come_due_in_order,
+    eviction_reads_lru_and_spares_entries_used_since,
 );
