@@ -138,3 +138,67 @@ fn replicas_starting_together_on_an_empty_database_both_come_up() {
         );
     });
 }
+
+/// The `removed=N` counts of a server's eviction passes.
+fn evicted(server: &Server) -> Vec<usize> {
+    server
+        .log()
+        .lines()
+        .filter(|l| l.contains("eviction pass"))
+        .filter_map(|l| l.split("removed=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn one_evictor_at_a_time_and_a_dead_one_s_lease_passes_on() {
+    let deployment = Deployment::new(Backend::PgS3);
+    // 2.5 MiB per namespace, a pass every second on each replica.
+    let env = [
+        ("HOARD_EVICTION_INTERVAL_SECS", "1"),
+        ("HOARD_EVICTION_NAMESPACE_BUDGET_BYTES", "2621440"),
+    ];
+    let a = Server::start_on(deployment.clone(), &env);
+    let b = Server::start_on(deployment, &env);
+    for key in ["r1", "r2", "r3", "r4"] {
+        save(&a, key, V, &vec![1u8; 1 << 20]).await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Wait on the logs, not on restores: a restore is a use that would keep
+    // its entry.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while evicted(&a).iter().chain(&evicted(&b)).sum::<usize>() < 2 {
+        assert!(std::time::Instant::now() < deadline, "nothing was evicted");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Let a second pass of the other replica happen, if it were to.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(restore(&b, "r1", V).await.is_none());
+    assert!(restore(&b, "r2", V).await.is_none());
+    assert!(restore(&b, "r4", V).await.is_some());
+    // Exactly one replica ran passes, and the two entries were deleted once.
+    let (ea, eb) = (evicted(&a), evicted(&b));
+    assert!(ea.is_empty() != eb.is_empty(), "a: {ea:?}, b: {eb:?}");
+    assert_eq!(ea.iter().chain(&eb).sum::<usize>(), 2);
+
+    // The holder dies; its lease lapses and the other replica carries on.
+    let (holder, other) = if ea.is_empty() { (b, a) } else { (a, b) };
+    std::process::Command::new("kill")
+        .args(["-KILL", &holder.pid().unwrap().to_string()])
+        .status()
+        .unwrap();
+    for key in ["r5", "r6"] {
+        save(&other, key, V, &vec![2u8; 1 << 20]).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while evicted(&other).iter().sum::<usize>() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the surviving replica never evicted:\n{}",
+            other.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(restore(&other, "r6", V).await.is_some());
+    assert!(restore(&other, "r3", V).await.is_none());
+}

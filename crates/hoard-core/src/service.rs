@@ -435,6 +435,33 @@ impl CacheService {
         Ok(removed)
     }
 
+    /// One evictor pass, if this replica holds (or takes) the evictor lease:
+    /// several replicas run the evictor, one at a time, and a crashed holder's
+    /// lease lapses after `lease_ms`. Returns what was removed, or `None` when
+    /// another replica holds the lease.
+    pub async fn evict_if_leader(
+        &self,
+        policy: &Policy,
+        holder: &str,
+        lease_ms: i64,
+    ) -> Result<Option<Vec<(Candidate, Reason)>>, CoreError> {
+        let now = now_millis();
+        if !self
+            .meta
+            .try_lease("evictor", holder, now, now + lease_ms)
+            .await?
+        {
+            return Ok(None);
+        }
+        let plan = self.plan_eviction(policy, None, now).await?;
+        let removed: HashSet<i64> = self.evict(&plan).await?.into_iter().collect();
+        Ok(Some(
+            plan.into_iter()
+                .filter(|(c, _)| removed.contains(&c.id))
+                .collect(),
+        ))
+    }
+
     /// Deletes objects that no entry owns: left by a crash between storing an
     /// object and recording it, or by a delete that failed. Only objects older
     /// than `grace_secs` are considered, so an upload in progress (bytes stored,

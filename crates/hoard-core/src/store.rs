@@ -206,6 +206,16 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Of `prefixes`, those scheduled for deletion.
     async fn doomed_among(&self, prefixes: &[String]) -> Result<Vec<String>, StoreError>;
 
+    /// Takes or renews the lease `name` for `holder` until `expires_at`, if it is
+    /// free, lapsed (expired before `now`) or already `holder`'s.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError>;
+
     /// Namespaces that have committed entries, in name order.
     async fn namespaces(&self) -> Result<Vec<String>, StoreError>;
 

@@ -826,6 +826,31 @@ impl MetaStore for SqlStore {
         Ok(found)
     }
 
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        // One statement: of two replicas asking at once, the row lock (or
+        // SQLite's single writer) lets one update and the other see its lease.
+        let taken: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE leases.expires_at < $4 OR leases.holder = excluded.holder
+             RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(expires_at)
+        .bind(now)
+        .fetch_optional(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(taken.is_some())
+    }
+
     async fn namespaces(&self) -> Result<Vec<String>, StoreError> {
         sqlx::query_scalar(
             "SELECT DISTINCT namespace FROM entries WHERE state = 'committed' ORDER BY namespace",

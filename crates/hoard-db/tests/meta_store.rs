@@ -377,6 +377,38 @@ async fn eviction_reads_lru_and_spares_entries_used_since(s: &SqlStore) {
     assert_eq!(s.namespaces().await.unwrap(), vec!["team/a".to_string()]);
 }
 
+/// One holder at a time; the holder renews; a lapsed lease passes on.
+async fn leases_have_one_holder_until_they_lapse(s: &SqlStore) {
+    assert!(s.try_lease("evictor", "a", 100, 200).await.unwrap());
+    assert!(!s.try_lease("evictor", "b", 150, 250).await.unwrap());
+    assert!(
+        s.try_lease("evictor", "a", 150, 300).await.unwrap(),
+        "renewed"
+    );
+    assert!(!s.try_lease("evictor", "b", 299, 400).await.unwrap());
+    assert!(
+        s.try_lease("evictor", "b", 301, 400).await.unwrap(),
+        "lapsed"
+    );
+    assert!(s.try_lease("other", "a", 301, 400).await.unwrap());
+    // Many asking at once: exactly one gets it.
+    let asks = (0..8).map(|i| s.try_lease("race", ["x", "y", "z", "w"][i % 4], 1, 1000));
+    let got: Vec<bool> = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(got.iter().filter(|g| **g).count() >= 1);
+    let holders = ["x", "y", "z", "w"];
+    let winners: std::collections::HashSet<&str> = got
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| **g)
+        .map(|(i, _)| holders[i % 4])
+        .collect();
+    assert_eq!(winners.len(), 1, "{got:?}");
+}
+
 /// Replicas starting together against an empty database: migrations run once,
 /// every replica comes up.
 #[tokio::test]
@@ -427,4 +459,5 @@ on_both!(
     concurrent_reservations_have_one_winner,
     doomed_objects_come_due_in_order,
     eviction_reads_lru_and_spares_entries_used_since,
+    leases_have_one_holder_until_they_lapse,
 );

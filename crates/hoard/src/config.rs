@@ -28,6 +28,9 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Eviction {
+    /// Seconds between evictor passes in the server; 0: no evictor (`hoard gc`
+    /// only).
+    pub interval_secs: u64,
     /// Bytes each namespace may keep; 0: no budget.
     pub namespace_budget_bytes: u64,
     /// Entries unused for this many days expire; 0: never.
@@ -67,6 +70,7 @@ pub struct ScopeRule {
 impl Default for Eviction {
     fn default() -> Self {
         Eviction {
+            interval_secs: 600,
             namespace_budget_bytes: 10 * 1024 * 1024 * 1024,
             retention_days: 7,
             global_budget_bytes: 0,
@@ -339,6 +343,10 @@ impl Config {
         parse_env(
             "HOARD_STORAGE_ORPHAN_GRACE_SECS",
             &mut self.storage.orphan_grace_secs,
+        )?;
+        parse_env(
+            "HOARD_EVICTION_INTERVAL_SECS",
+            &mut self.eviction.interval_secs,
         )?;
         parse_env(
             "HOARD_EVICTION_NAMESPACE_BUDGET_BYTES",

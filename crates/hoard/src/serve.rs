@@ -137,11 +137,20 @@ pub async fn run(config: Config) -> Result<()> {
         let service = service.clone();
         let reclaim_every = Duration::from_secs(config.uploads.reclaim_interval_secs);
         let sweep_every = Duration::from_secs(config.storage.orphan_sweep_interval_secs);
+        // The evictor: every replica ticks, the lease holder works; it renews the
+        // lease each tick, and the lease outlasts a few missed ticks. Interval 0
+        // turns the evictor off (`hoard gc` only).
+        let evict_secs = config.eviction.interval_secs;
+        let evict_every = Duration::from_secs(evict_secs.max(1));
+        let lease_ms = (evict_secs as i64 * 3000).max(5000);
+        let policy = config.eviction.policy();
+        let holder = uuid::Uuid::new_v4().to_string();
         let orphan_grace = config.storage.orphan_grace_secs;
         tokio::spawn(async move {
             let mut flush = tokio::time::interval(Duration::from_secs(5));
             let mut reclaim = tokio::time::interval(reclaim_every);
             let mut sweep = tokio::time::interval(sweep_every);
+            let mut evict = tokio::time::interval(evict_every);
             loop {
                 tokio::select! {
                     _ = flush.tick() => {
@@ -155,6 +164,16 @@ pub async fn run(config: Config) -> Result<()> {
                         }
                         if let Err(e) = service.delete_doomed_objects().await {
                             tracing::warn!(error = %e, "could not delete the objects of deleted entries");
+                        }
+                    }
+                    _ = evict.tick(), if evict_secs > 0 => {
+                        match service.evict_if_leader(&policy, &holder, lease_ms).await {
+                            Ok(Some(removed)) if !removed.is_empty() => {
+                                let bytes: u64 = removed.iter().map(|(c, _)| c.size).sum();
+                                tracing::info!(removed = removed.len(), bytes, "eviction pass");
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "eviction pass failed"),
                         }
                     }
                     _ = sweep.tick() => {
