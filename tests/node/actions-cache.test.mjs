@@ -2,15 +2,13 @@
 // through the real hoard binary, with the environment a runner sets.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, openSync, writeSync, closeSync, readdirSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, openSync, writeSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { backend, startHoard, runnerEnv, twirp } from './hoard.mjs';
+import { backend, startHoard, twirp } from './hoard.mjs';
+import { jobs } from './jobs.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 let hoard;
 let root;
 
@@ -28,75 +26,7 @@ after(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-// A fresh job workspace and temp dir.
-function job(name) {
-  const ws = path.join(root, name, 'workspace');
-  const temp = path.join(root, name, 'temp');
-  mkdirSync(ws, { recursive: true });
-  mkdirSync(temp, { recursive: true });
-  return { ws, temp };
-}
-
-// Runs one cache step in its own process, as a job step does.
-function step(j, op, key, paths, restoreKeys = []) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(here, 'worker.mjs'), op, key, JSON.stringify(restoreKeys), ...paths], {
-      cwd: here,
-      env: { ...process.env, ...runnerEnv(hoard.url), GITHUB_WORKSPACE: j.ws, RUNNER_TEMP: j.temp, GITHUB_SERVER_URL: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    child.on('exit', (code) => {
-      const m = out.match(/RESULT:(.*)\s*$/);
-      if (code !== 0 || !m) return reject(new Error(`${op} ${key} exited ${code}:\n${out}`));
-      resolve({ result: JSON.parse(m[1]), out });
-    });
-  });
-}
-
-// Every file under dir, relative path -> sha256.
-function tree(dir) {
-  const out = {};
-  const walk = (d) => {
-    for (const name of readdirSync(d)) {
-      const p = path.join(d, name);
-      if (statSync(p).isDirectory()) walk(p);
-      else out[path.relative(dir, p)] = createHash('sha256').update(readFileSync(p)).digest('hex');
-    }
-  };
-  walk(dir);
-  return out;
-}
-
-function writeTree(dir, files) {
-  for (const [rel, content] of Object.entries(files)) {
-    mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
-    writeFileSync(path.join(dir, rel), content);
-  }
-}
-
-async function saveFiles(name, key, files, dirName = 'cached') {
-  const j = job(name);
-  writeTree(path.join(j.ws, dirName), files);
-  const expected = tree(path.join(j.ws, dirName));
-  const { result, out } = await step(j, 'save', key, [dirName]);
-  return { id: result, expected, out };
-}
-
-async function restoreInto(name, key, restoreKeys = [], dirName = 'cached') {
-  const j = job(name);
-  const { result, out } = await step(j, 'restore', key, [dirName], restoreKeys);
-  const dir = path.join(j.ws, dirName);
-  let files = null;
-  try {
-    files = tree(dir);
-  } catch {
-    files = null;
-  }
-  return { matched: result, files, out };
-}
+const { job, step, tree, writeTree, saveFiles, restoreInto } = jobs(() => hoard.url, () => root);
 
 test('a small directory round-trips byte for byte', async () => {
   const { id, expected } = await saveFiles('small-save', 'small-dir-v1', {
