@@ -258,9 +258,7 @@ impl CacheService {
         validate::key(key)?;
         let scope = Self::write_scope(caller)?;
         let ids = self.meta.delete_key(&caller.namespace, scope, key).await?;
-        for id in &ids {
-            self.remove_objects_later(*id).await;
-        }
+        self.remove_objects_later(&ids).await;
         Ok(ids)
     }
 
@@ -357,13 +355,14 @@ impl CacheService {
         }
     }
 
-    /// Metadata goes first (the entry is already invisible); its objects go after
-    /// the grace period, so a download in flight is never cut short. Scheduled in
-    /// the database, so any replica carries it out.
-    async fn remove_objects_later(&self, entry_id: i64) {
+    /// Metadata goes first (the entries are already invisible); their objects go
+    /// after the grace period, so a download in flight is never cut short.
+    /// Scheduled in the database, so any replica carries it out.
+    async fn remove_objects_later(&self, entry_ids: &[i64]) {
         let when = now_millis() + self.config.delete_grace_secs * 1000;
-        if let Err(e) = self.meta.doom(&entry_prefix(entry_id), when).await {
-            tracing::warn!(entry_id, error = %e, "could not schedule an entry's objects for deletion; the orphan sweep will");
+        let prefixes: Vec<String> = entry_ids.iter().map(|id| entry_prefix(*id)).collect();
+        if let Err(e) = self.meta.doom(&prefixes, when).await {
+            tracing::warn!(entries = entry_ids.len(), error = %e, "could not schedule deleted entries' objects for deletion; the orphan sweep will");
         }
     }
 
@@ -429,9 +428,7 @@ impl CacheService {
             .map(|(c, _)| (c.id, c.last_accessed_at))
             .collect();
         let removed = self.meta.delete_unused(&planned).await?;
-        for id in &removed {
-            self.remove_objects_later(*id).await;
-        }
+        self.remove_objects_later(&removed).await;
         Ok(removed)
     }
 

@@ -191,8 +191,9 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Records last-access times (batched by the caller).
     async fn touch(&self, accesses: &[(i64, i64)]) -> Result<(), StoreError>;
 
-    /// Schedules the objects under `prefix` for deletion at `not_before`.
-    async fn doom(&self, prefix: &str, not_before: i64) -> Result<(), StoreError>;
+    /// Schedules the objects under each of `prefixes` for deletion at
+    /// `not_before`.
+    async fn doom(&self, prefixes: &[String], not_before: i64) -> Result<(), StoreError>;
 
     /// Prefixes whose deletion is due at `now`, at most `limit`.
     async fn due_dooms(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError>;

@@ -777,16 +777,19 @@ impl MetaStore for SqlStore {
         Ok(())
     }
 
-    async fn doom(&self, prefix: &str, not_before: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO doomed_objects (prefix, not_before) VALUES ($1, $2)
-             ON CONFLICT (prefix) DO UPDATE SET not_before = excluded.not_before",
-        )
-        .bind(prefix)
-        .bind(not_before)
-        .execute(&self.write)
-        .await
-        .map_err(backend)?;
+    async fn doom(&self, prefixes: &[String], not_before: i64) -> Result<(), StoreError> {
+        for chunk in prefixes.chunks(INSERT_CHUNK) {
+            let sql = format!(
+                "INSERT INTO doomed_objects (prefix, not_before) VALUES {}
+                 ON CONFLICT (prefix) DO UPDATE SET not_before = excluded.not_before",
+                values(chunk.len(), 2, 1)
+            );
+            let mut q = sqlx::query(&sql);
+            for prefix in chunk {
+                q = q.bind(prefix.as_str()).bind(not_before);
+            }
+            q.execute(&self.write).await.map_err(backend)?;
+        }
         Ok(())
     }
 

@@ -304,9 +304,9 @@ async fn concurrent_reservations_have_one_winner(s: &SqlStore) {
 /// Deletions scheduled for later come due in time order and are forgotten once
 /// done; scheduling one again moves it.
 async fn doomed_objects_come_due_in_order(s: &SqlStore) {
-    s.doom("entries/2", 2000).await.unwrap();
-    s.doom("entries/1", 1000).await.unwrap();
-    s.doom("entries/3", 9000).await.unwrap();
+    s.doom(&["entries/2".into()], 2000).await.unwrap();
+    s.doom(&["entries/1".into()], 1000).await.unwrap();
+    s.doom(&["entries/3".into()], 9000).await.unwrap();
     assert!(s.due_dooms(999, 10).await.unwrap().is_empty());
     assert_eq!(
         s.due_dooms(5000, 10).await.unwrap(),
@@ -317,9 +317,13 @@ async fn doomed_objects_come_due_in_order(s: &SqlStore) {
         vec!["entries/1".to_string()]
     );
     s.forget_doom("entries/1").await.unwrap();
-    s.doom("entries/2", 8000).await.unwrap();
+    s.doom(&["entries/2".into()], 8000).await.unwrap();
     assert!(s.due_dooms(5000, 10).await.unwrap().is_empty());
     assert_eq!(s.due_dooms(9000, 10).await.unwrap().len(), 2);
+    // Many at once, in one go.
+    let many: Vec<String> = (100..1200).map(|i| format!("entries/{i}")).collect();
+    s.doom(&many, 50_000).await.unwrap();
+    assert_eq!(s.due_dooms(50_000, 5000).await.unwrap().len(), 1100 + 2);
     let asked = ["entries/2".to_string(), "entries/7".to_string()];
     assert_eq!(
         s.doomed_among(&asked).await.unwrap(),
