@@ -115,11 +115,6 @@ impl Server {
         s
     }
 
-    /// Starts hoard on an existing data directory and address.
-    pub fn start_in(data_dir: &Path, env: &[(&str, &str)], listen: &str) -> Server {
-        Self::launch(Deployment::new(Backend::from_env()), data_dir, env, listen)
-    }
-
     /// Starts hoard on a deployment's stores with a given data directory.
     pub fn start_at(deployment: Arc<Deployment>, data_dir: &Path, env: &[(&str, &str)]) -> Server {
         Self::launch(deployment, data_dir, env, "127.0.0.1:0")

@@ -96,10 +96,6 @@ impl SqlStore {
         }
     }
 
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
     pub async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
