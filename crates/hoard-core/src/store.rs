@@ -76,6 +76,10 @@ pub enum BlobCommit {
     Immutable,
     /// A block id in the list was never staged.
     UnknownBlock(String),
+    /// The listed blocks add up to more than the entry may have.
+    TooLarge {
+        size: i64,
+    },
     NotFound,
 }
 
@@ -117,11 +121,13 @@ pub trait MetaStore: Send + Sync + 'static {
         stored: &StoredObject,
     ) -> Result<Staged, StoreError>;
 
-    /// Makes the listed blocks, in order, the upload's blob.
+    /// Makes the listed blocks, in order, the upload's blob, unless together
+    /// they are larger than `max_size`.
     async fn commit_block_list(
         &self,
         entry_id: i64,
         block_ids: &[String],
+        max_size: i64,
         now: i64,
     ) -> Result<BlobCommit, StoreError>;
 
@@ -185,6 +191,9 @@ pub trait MetaStore: Send + Sync + 'static {
         key: &str,
     ) -> Result<Vec<i64>, StoreError>;
 
+    /// Unfinished uploads created before `before`, oldest first, at most `limit`.
+    async fn stale_uploads(&self, before: i64, limit: i64) -> Result<Vec<Entry>, StoreError>;
+
     /// Deletes unfinished uploads created before `before`; returns their ids.
     async fn delete_stale_uploads(&self, before: i64, limit: i64) -> Result<Vec<i64>, StoreError>;
 
@@ -222,6 +231,18 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// A namespace's committed entries, least recently used first.
     async fn eviction_candidates(&self, namespace: &str) -> Result<Vec<Candidate>, StoreError>;
+
+    /// Committed entries of every namespace, least recently used first: the
+    /// `limit` that come after `after` (last access, id) in that order. Pages
+    /// through the whole store without holding it.
+    async fn least_recently_used(
+        &self,
+        after: Option<(i64, i64)>,
+        limit: i64,
+    ) -> Result<Vec<Candidate>, StoreError>;
+
+    /// Bytes of committed entries: of one namespace, or of all with `None`.
+    async fn usage(&self, namespace: Option<&str>) -> Result<u64, StoreError>;
 
     /// Deletes committed entries given as (id, last access when planned), unless
     /// used since (a restore between planning and deleting keeps its entry);

@@ -5,4 +5,4 @@ pub mod open;
 pub mod sql;
 
 pub use open::{open, sqlite_url, PoolConfig};
-pub use sql::{Dialect, SqlStore};
+pub use sql::{Dialect, SeedEntry, SqlStore};

@@ -159,15 +159,9 @@ impl SqlStore {
         Ok(id)
     }
 
-    /// Inserts many committed one-part entries in one transaction (benchmarks and
-    /// tests seed large databases with it). `entries` are (key, created_at).
-    pub async fn insert_committed_bulk(
-        &self,
-        entries: Vec<(String, i64)>,
-        namespace: &str,
-        scope: &str,
-        version: &str,
-    ) -> Result<(), StoreError> {
+    /// Inserts many committed entries (metadata only, no parts) in one
+    /// transaction: benchmarks seed large databases with it.
+    pub async fn insert_committed_bulk(&self, entries: &[SeedEntry]) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         for chunk in entries.chunks(INSERT_CHUNK) {
             let sql = format!(
@@ -176,22 +170,49 @@ impl SqlStore {
                 values(chunk.len(), 9, 1)
             );
             let mut q = sqlx::query(&sql);
-            for (key, created) in chunk {
+            for e in chunk {
                 q = q
-                    .bind(namespace)
-                    .bind(scope)
-                    .bind(key.as_bytes())
-                    .bind(version)
+                    .bind(e.namespace.as_str())
+                    .bind(e.scope.as_str())
+                    .bind(e.key.as_bytes())
+                    .bind(e.version.as_str())
                     .bind("committed")
-                    .bind(0i64)
+                    .bind(e.size)
                     .bind("")
-                    .bind(*created)
-                    .bind(*created);
+                    .bind(e.last_accessed_at)
+                    .bind(e.last_accessed_at);
             }
             q.execute(&mut *tx).await.map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(())
+    }
+}
+
+/// A committed entry to seed with [`SqlStore::insert_committed_bulk`]; created
+/// and last used at `last_accessed_at`.
+#[derive(Debug, Clone)]
+pub struct SeedEntry {
+    pub namespace: String,
+    pub scope: String,
+    pub key: String,
+    pub version: String,
+    pub size: i64,
+    pub last_accessed_at: i64,
+}
+
+/// An entry as the evictor reads it: id, namespace, scope, key, size, last access.
+type CandidateRow = (i64, String, String, Vec<u8>, i64, i64);
+
+fn candidate(row: CandidateRow) -> Candidate {
+    let (id, namespace, scope, key, size, last_accessed_at) = row;
+    Candidate {
+        id,
+        namespace,
+        scope,
+        key: String::from_utf8_lossy(&key).into_owned(),
+        size: size.max(0) as u64,
+        last_accessed_at,
     }
 }
 
@@ -430,6 +451,7 @@ impl MetaStore for SqlStore {
         &self,
         entry_id: i64,
         block_ids: &[String],
+        max_size: i64,
         _now: i64,
     ) -> Result<BlobCommit, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
@@ -481,6 +503,10 @@ impl MetaStore for SqlStore {
                 Some(b) => parts.push((Some(id.as_str()), b)),
                 None => return Ok(BlobCommit::UnknownBlock(id.clone())),
             }
+        }
+        let total: i64 = parts.iter().map(|(_, b)| b.size).sum();
+        if total > max_size {
+            return Ok(BlobCommit::TooLarge { size: total });
         }
         let old_parts = object_names(
             &mut tx,
@@ -734,6 +760,21 @@ impl MetaStore for SqlStore {
         .map_err(backend)
     }
 
+    async fn stale_uploads(&self, before: i64, limit: i64) -> Result<Vec<Entry>, StoreError> {
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries
+             WHERE state IN ('pending', 'uploaded') AND created_at < $1
+             ORDER BY created_at LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
     async fn delete_stale_uploads(&self, before: i64, limit: i64) -> Result<Vec<i64>, StoreError> {
         sqlx::query_scalar(
             "DELETE FROM entries WHERE id IN (
@@ -860,8 +901,8 @@ impl MetaStore for SqlStore {
     }
 
     async fn eviction_candidates(&self, namespace: &str) -> Result<Vec<Candidate>, StoreError> {
-        let rows: Vec<(i64, String, Vec<u8>, i64, i64)> = sqlx::query_as(
-            "SELECT id, scope, key, size, last_accessed_at FROM entries
+        let rows: Vec<CandidateRow> = sqlx::query_as(
+            "SELECT id, namespace, scope, key, size, last_accessed_at FROM entries
              WHERE namespace = $1 AND state = 'committed'
              ORDER BY last_accessed_at, id",
         )
@@ -869,17 +910,51 @@ impl MetaStore for SqlStore {
         .fetch_all(&self.read)
         .await
         .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, scope, key, size, last_accessed_at)| Candidate {
-                id,
-                namespace: namespace.to_string(),
-                scope,
-                key: String::from_utf8_lossy(&key).into_owned(),
-                size: size.max(0) as u64,
-                last_accessed_at,
-            })
-            .collect())
+        Ok(rows.into_iter().map(candidate).collect())
+    }
+
+    async fn least_recently_used(
+        &self,
+        after: Option<(i64, i64)>,
+        limit: i64,
+    ) -> Result<Vec<Candidate>, StoreError> {
+        // Keyset pagination on the entries_lru index: each page is a short read,
+        // so lookups and writes go on between pages.
+        let (at, id) = after.unwrap_or((i64::MIN, i64::MIN));
+        let rows: Vec<CandidateRow> = sqlx::query_as(
+            "SELECT id, namespace, scope, key, size, last_accessed_at FROM entries
+             WHERE state = 'committed'
+               AND (last_accessed_at, id) > ($1, $2)
+             ORDER BY last_accessed_at, id LIMIT $3",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok(rows.into_iter().map(candidate).collect())
+    }
+
+    async fn usage(&self, namespace: Option<&str>) -> Result<u64, StoreError> {
+        // SUM over no rows is NULL; integer sums come back as BIGINT (SQLite) or
+        // NUMERIC (PostgreSQL), so the cast keeps one type for the Any driver.
+        let total: i64 = match namespace {
+            Some(ns) => sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM entries
+                 WHERE namespace = $1 AND state = 'committed'",
+            )
+            .bind(ns)
+            .fetch_one(&self.read)
+            .await,
+            None => sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM entries WHERE state = 'committed'",
+            )
+            .fetch_one(&self.read)
+            .await,
+        }
+        .map_err(backend)?;
+        Ok(total.max(0) as u64)
     }
 
     async fn delete_unused(&self, entries: &[(i64, i64)]) -> Result<Vec<i64>, StoreError> {

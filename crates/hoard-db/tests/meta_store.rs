@@ -135,13 +135,15 @@ async fn blocks_commit_in_list_order_and_finalize_checks_size(s: &SqlStore) {
         Staged::Ok { replaced: None }
     );
     assert_eq!(
-        s.commit_block_list(id, &["Wg==".into()], 2).await.unwrap(),
+        s.commit_block_list(id, &["Wg==".into()], i64::MAX, 2)
+            .await
+            .unwrap(),
         BlobCommit::UnknownBlock("Wg==".into())
     );
     // Not visible before finalize.
     assert_eq!(s.find_exact("ns", "main", "v", "k").await.unwrap(), None);
     match s
-        .commit_block_list(id, &["QQ==".into(), "Qg==".into()], 2)
+        .commit_block_list(id, &["QQ==".into(), "Qg==".into()], i64::MAX, 2)
         .await
         .unwrap()
     {
@@ -174,13 +176,15 @@ async fn blocks_commit_in_list_order_and_finalize_checks_size(s: &SqlStore) {
         Finalized::Ok(id)
     );
     assert_eq!(
-        s.commit_block_list(id, &["QQ==".into(), "Qg==".into()], 4)
+        s.commit_block_list(id, &["QQ==".into(), "Qg==".into()], i64::MAX, 4)
             .await
             .unwrap(),
         BlobCommit::AlreadyCommitted { size: 8 }
     );
     assert_eq!(
-        s.commit_block_list(id, &["QQ==".into()], 4).await.unwrap(),
+        s.commit_block_list(id, &["QQ==".into()], i64::MAX, 4)
+            .await
+            .unwrap(),
         BlobCommit::Immutable
     );
     assert_eq!(
@@ -381,6 +385,129 @@ async fn eviction_reads_lru_and_spares_entries_used_since(s: &SqlStore) {
     assert_eq!(s.namespaces().await.unwrap(), vec!["team/a".to_string()]);
 }
 
+/// The store-wide pass: namespace rules first, then the least recently used
+/// of the whole store (read page by page, ties by id) down to the low
+/// watermark, protected keys only when nothing else is left.
+async fn the_global_pass_pages_through_the_store_protected_last(s: &SqlStore) {
+    use hoard_core::eviction::EvictionPass;
+    use hoard_core::policy::{Glob, GlobalBudget, NamespaceLimits, NamespaceRule, Policy, Reason};
+    let rows = [
+        ("team/a", "keep-1", 30, 1),
+        ("team/a", "x2", 20, 2),
+        ("team/b", "y1", 5, 3),
+        ("team/b", "y2", 5, 4),
+        ("team/b", "y3", 5, 5),
+        ("team/a", "x3", 20, 6),
+        ("team/a", "x4", 20, 7),
+        ("team/a", "x5", 10, 8),
+        ("team/a", "x6", 5, 8),
+    ];
+    for (ns, key, size, at) in rows {
+        s.insert_committed(ns, "main", key, "v", at, "o", size)
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.usage(None).await.unwrap(), 120);
+    assert_eq!(s.usage(Some("team/b")).await.unwrap(), 15);
+    assert_eq!(s.usage(Some("nobody")).await.unwrap(), 0);
+    let page = s.least_recently_used(Some((8, 0)), 10).await.unwrap();
+    assert_eq!(
+        page.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(),
+        ["x5", "x6"]
+    );
+    let policy = |budget| Policy {
+        global: Some(GlobalBudget {
+            budget_bytes: budget,
+            high: 0.9,
+            low: 0.5,
+        }),
+        namespaces: vec![NamespaceRule {
+            pattern: Glob::new("team/b"),
+            limits: NamespaceLimits {
+                budget_bytes: Some(10),
+                retention_ms: None,
+                max_entry_bytes: None,
+                protected: vec![],
+            },
+        }],
+        defaults: NamespaceLimits {
+            budget_bytes: None,
+            retention_ms: None,
+            max_entry_bytes: None,
+            protected: vec![Glob::new("keep-*")],
+        },
+        scopes: vec![],
+    };
+    let plan = |budget| async move {
+        let policy = policy(budget);
+        let mut pass = EvictionPass::new(s, &policy, None, 100)
+            .await
+            .unwrap()
+            .with_page_size(3);
+        let mut out = Vec::new();
+        while let Some(batch) = pass.next_batch().await.unwrap() {
+            assert!(!batch.is_empty() && batch.len() <= 3 + 2);
+            out.extend(batch.into_iter().map(|(c, r)| (c.key, r)));
+        }
+        out
+    };
+    let g = Reason::GlobalBudget;
+    let expected = |keys: &[&str]| -> Vec<(String, Reason)> {
+        std::iter::once(("y1".to_string(), Reason::NamespaceBudget))
+            .chain(keys.iter().map(|k| (k.to_string(), g)))
+            .collect()
+    };
+    // Kept 115 of 100 (high 90): down to 50, y1 already chosen is not counted
+    // again, keep-1 is protected.
+    assert_eq!(plan(100).await, expected(&["x2", "y2", "y3", "x3", "x4"]));
+    // Kept 115 of 20: everything unprotected is not enough; keep-1 goes last.
+    assert_eq!(
+        plan(20).await,
+        expected(&["x2", "y2", "y3", "x3", "x4", "x5", "x6", "keep-1"])
+    );
+    // Under the high watermark: only the namespace rule applies.
+    assert_eq!(plan(1000).await, expected(&[]));
+}
+
+/// A block list larger than the entry may be is refused and nothing changes;
+/// unfinished uploads past the timeout are listed oldest first.
+async fn oversized_block_lists_and_stale_uploads(s: &SqlStore) {
+    let Reservation::Created { id, .. } = s.reserve("ns", "sc", "k", "v", 1, 0).await.unwrap()
+    else {
+        panic!("not reserved")
+    };
+    for (block, size) in [("QQ==", 6), ("Qg==", 5)] {
+        s.stage_block(id, block, &obj(block, size)).await.unwrap();
+    }
+    let both = ["QQ==".to_string(), "Qg==".to_string()];
+    assert_eq!(
+        s.commit_block_list(id, &both, 10, 2).await.unwrap(),
+        BlobCommit::TooLarge { size: 11 }
+    );
+    assert_eq!(
+        s.entry(id).await.unwrap().unwrap().state,
+        EntryState::Pending
+    );
+    assert!(matches!(
+        s.commit_block_list(id, &both, 11, 2).await.unwrap(),
+        BlobCommit::Ok { size: 11, .. }
+    ));
+    let Reservation::Created { id: later, .. } =
+        s.reserve("ns", "sc", "k2", "v", 5, 0).await.unwrap()
+    else {
+        panic!("not reserved")
+    };
+    let stale: Vec<i64> = s
+        .stale_uploads(10, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(stale, vec![id, later]);
+    assert_eq!(s.stale_uploads(3, 10).await.unwrap().len(), 1);
+}
+
 /// One holder at a time; the holder renews; a lapsed lease passes on.
 async fn leases_have_one_holder_until_they_lapse(s: &SqlStore) {
     assert!(s.try_lease("evictor", "a", 100, 200).await.unwrap());
@@ -464,4 +591,6 @@ on_both!(
     doomed_objects_come_due_in_order,
     eviction_reads_lru_and_spares_entries_used_since,
     leases_have_one_holder_until_they_lapse,
+    the_global_pass_pages_through_the_store_protected_last,
+    oversized_block_lists_and_stale_uploads,
 );
