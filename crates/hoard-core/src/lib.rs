@@ -2,6 +2,7 @@
 //! storage traits the service runs on. Nothing here knows HTTP or a wire format.
 
 pub mod error;
+pub mod eviction;
 pub mod matching;
 pub mod model;
 pub mod policy;

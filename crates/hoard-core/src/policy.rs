@@ -192,31 +192,21 @@ impl Policy {
         (gone, kept)
     }
 
-    /// Plans the store-wide pass over what the namespace passes kept, least
-    /// recently used first across namespaces.
-    pub fn plan_global<'a>(&self, kept: &[&'a Candidate]) -> Vec<(&'a Candidate, Reason)> {
+    /// Whether an entry's key is protected in its namespace.
+    pub fn is_protected(&self, c: &Candidate) -> bool {
+        Self::protected(self.limits(&c.namespace), &c.key)
+    }
+
+    /// Bytes the store-wide pass frees when the namespace passes kept
+    /// `kept_bytes`: nothing up to the high watermark, else down to the low.
+    pub fn global_excess(&self, kept_bytes: u64) -> u64 {
         let Some(global) = &self.global else {
-            return Vec::new();
+            return 0;
         };
-        let mut total: u64 = kept.iter().map(|e| e.size).sum();
-        if (total as f64) <= global.budget_bytes as f64 * global.high {
-            return Vec::new();
+        if kept_bytes as f64 <= global.budget_bytes as f64 * global.high {
+            return 0;
         }
-        let target = (global.budget_bytes as f64 * global.low) as u64;
-        let mut order: Vec<&'a Candidate> = kept.to_vec();
-        order.sort_by_key(|e| {
-            let protected = Self::protected(self.limits(&e.namespace), &e.key);
-            (protected, e.last_accessed_at, e.id)
-        });
-        let mut gone = Vec::new();
-        for e in order {
-            if total <= target {
-                break;
-            }
-            total -= e.size;
-            gone.push((e, Reason::GlobalBudget));
-        }
-        gone
+        kept_bytes.saturating_sub((global.budget_bytes as f64 * global.low) as u64)
     }
 }
 
@@ -358,17 +348,10 @@ mod tests {
             },
             ..Policy::default()
         };
-        let a = entry(1, "s", "x", 30, 5);
-        let b = entry(2, "s", "keep", 30, 1);
-        let c = entry(3, "s", "y", 30, 3);
-        let d = entry(4, "s", "z", 5, 9);
-        // 95 bytes: above 90, so down to 50: the unprotected LRU first.
-        let gone = policy.plan_global(&[&a, &b, &c, &d]);
-        assert_eq!(
-            ids(&gone),
-            vec![(3, Reason::GlobalBudget), (1, Reason::GlobalBudget)]
-        );
-        // 65 bytes: under the high watermark, nothing goes.
-        assert!(policy.plan_global(&[&a, &b, &d]).is_empty());
+        assert_eq!(policy.global_excess(95), 45);
+        assert_eq!(policy.global_excess(90), 0);
+        assert_eq!(Policy::default().global_excess(u64::MAX), 0);
+        assert!(policy.is_protected(&entry(1, "s", "keep", 1, 1)));
+        assert!(!policy.is_protected(&entry(1, "s", "keep-not", 1, 1)));
     }
 }

@@ -2,6 +2,7 @@
 //! a BlobStore. Handlers translate wire types to these calls and errors back.
 
 use crate::error::CoreError;
+use crate::eviction::{Batch, EvictionPass};
 use crate::matching::{find_match, InNamespace};
 use crate::model::{Caller, Entry, EntryState, Part, StoredObject};
 use crate::policy::{Candidate, Policy, Reason};
@@ -35,6 +36,8 @@ pub struct ServiceConfig {
     /// A deleted entry's objects are kept this long, so downloads already
     /// streaming them finish whole.
     pub delete_grace_secs: i64,
+    /// Budgets, retention and entry size limits.
+    pub policy: Arc<Policy>,
 }
 
 impl Default for ServiceConfig {
@@ -47,6 +50,7 @@ impl Default for ServiceConfig {
             max_blocks: 50_000,
             direct_download: false,
             delete_grace_secs: 900,
+            policy: Arc::new(Policy::default()),
         }
     }
 }
@@ -67,6 +71,16 @@ pub struct CacheService {
     config: ServiceConfig,
     /// Last-access times not yet written: entry id -> millis.
     accesses: Mutex<HashMap<i64, i64>>,
+    /// Namespaces that committed an entry since the last pressure check.
+    pressure: Mutex<HashSet<String>>,
+    pressure_notify: tokio::sync::Notify,
+}
+
+/// What one eviction pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Evicted {
+    pub entries: usize,
+    pub bytes: u64,
 }
 
 /// Opened for reading: the entry and its parts.
@@ -88,6 +102,8 @@ impl CacheService {
             signer,
             config,
             accesses: Mutex::new(HashMap::new()),
+            pressure: Mutex::new(HashSet::new()),
+            pressure_notify: tokio::sync::Notify::new(),
         }
     }
 
@@ -175,6 +191,7 @@ impl CacheService {
         {
             Finalized::Ok(id) => {
                 tracing::info!(entry_id = id, namespace = %caller.namespace, scope, key, size, "entry committed");
+                self.note_pressure(&caller.namespace);
                 Ok(id)
             }
             Finalized::SizeMismatch { expected } => Err(CoreError::InvalidArgument(format!(
@@ -302,16 +319,20 @@ impl CacheService {
     /// Streams a body into a new object of an upload, hashing and counting it.
     async fn store_object(
         &self,
-        entry_id: i64,
+        upload: &Entry,
         kind: &str,
         body: ByteStream,
     ) -> Result<StoredObject, CoreError> {
+        let entry_id = upload.id;
         let name = format!(
             "{}/{kind}-{}",
             entry_prefix(entry_id),
             uuid::Uuid::new_v4().simple()
         );
-        let max = self.config.max_block_bytes;
+        let max = self
+            .config
+            .max_block_bytes
+            .min(self.entry_limit(&upload.namespace));
         let state = Arc::new(Mutex::new((Sha256::new(), 0u64)));
         let tap = state.clone();
         let body = body
@@ -382,54 +403,67 @@ impl CacheService {
         }
     }
 
-    /// What `policy` removes as of `now`: per namespace (every one, or only
-    /// `only`), then, over the whole store, the global budget's share.
-    pub async fn plan_eviction(
+    /// The policy's pass as of `now`: over every namespace and the global
+    /// budget, or over `only` that namespace. The caller takes its batches and
+    /// removes ([`CacheService::evict`]) or prints them.
+    pub async fn eviction_pass(
         &self,
-        policy: &Policy,
         only: Option<&str>,
         now: i64,
-    ) -> Result<Vec<(Candidate, Reason)>, CoreError> {
-        let namespaces = match only {
-            Some(ns) => vec![ns.to_string()],
-            None => self.meta.namespaces().await?,
-        };
-        // The global pass needs every survivor; without a global budget (the
-        // default) nothing beyond one namespace is held at a time.
-        let global = only.is_none() && policy.global.is_some();
-        let mut plan = Vec::new();
-        let mut survivors: Vec<Candidate> = Vec::new();
-        for ns in namespaces {
-            let entries = self.meta.eviction_candidates(&ns).await?;
-            let (gone, kept) = policy.plan_namespace(&ns, &entries, now);
-            plan.extend(gone.into_iter().map(|(c, r)| (c.clone(), r)));
-            if global {
-                survivors.extend(kept.into_iter().cloned());
-            }
-        }
-        if global {
-            let refs: Vec<&Candidate> = survivors.iter().collect();
-            plan.extend(
-                policy
-                    .plan_global(&refs)
-                    .into_iter()
-                    .map(|(c, r)| (c.clone(), r)),
-            );
-        }
-        Ok(plan)
+    ) -> Result<EvictionPass<'_>, CoreError> {
+        EvictionPass::new(self.meta.as_ref(), &self.config.policy, only, now).await
     }
 
-    /// Carries out a plan: entries leave lookups at once (unless used since the
-    /// plan was made), their bytes after the delete grace period. Returns the ids
-    /// removed.
-    pub async fn evict(&self, plan: &[(Candidate, Reason)]) -> Result<Vec<i64>, CoreError> {
-        let planned: Vec<(i64, i64)> = plan
+    /// Removes a batch of a pass: entries leave lookups at once (unless used
+    /// since the pass read them), their bytes after the delete grace period.
+    /// Returns what was removed.
+    pub async fn evict(&self, batch: &[(Candidate, Reason)]) -> Result<Batch, CoreError> {
+        let planned: Vec<(i64, i64)> = batch
             .iter()
             .map(|(c, _)| (c.id, c.last_accessed_at))
             .collect();
-        let removed = self.meta.delete_unused(&planned).await?;
-        self.remove_objects_later(&removed).await;
-        Ok(removed)
+        let removed: HashSet<i64> = self
+            .meta
+            .delete_unused(&planned)
+            .await?
+            .into_iter()
+            .collect();
+        let ids: Vec<i64> = removed.iter().copied().collect();
+        self.remove_objects_later(&ids).await;
+        Ok(batch
+            .iter()
+            .filter(|(c, _)| removed.contains(&c.id))
+            .cloned()
+            .collect())
+    }
+
+    /// Runs a pass to the end, removing as it goes. Under a lease (holder,
+    /// length), renews it after each batch and stops if it was lost, so a long
+    /// pass never overlaps another replica's.
+    async fn run_pass(
+        &self,
+        mut pass: EvictionPass<'_>,
+        lease: Option<(&str, i64)>,
+    ) -> Result<Evicted, CoreError> {
+        let mut done = Evicted::default();
+        while let Some(batch) = pass.next_batch().await? {
+            for (c, _) in self.evict(&batch).await? {
+                done.entries += 1;
+                done.bytes += c.size;
+            }
+            if let Some((holder, lease_ms)) = lease {
+                let now = now_millis();
+                if !self
+                    .meta
+                    .try_lease("evictor", holder, now, now + lease_ms)
+                    .await?
+                {
+                    tracing::warn!("the evictor lease went to another replica mid-pass; stopping");
+                    break;
+                }
+            }
+        }
+        Ok(done)
     }
 
     /// One evictor pass, if this replica holds (or takes) the evictor lease:
@@ -438,10 +472,9 @@ impl CacheService {
     /// another replica holds the lease.
     pub async fn evict_if_leader(
         &self,
-        policy: &Policy,
         holder: &str,
         lease_ms: i64,
-    ) -> Result<Option<Vec<(Candidate, Reason)>>, CoreError> {
+    ) -> Result<Option<Evicted>, CoreError> {
         let now = now_millis();
         if !self
             .meta
@@ -450,21 +483,92 @@ impl CacheService {
         {
             return Ok(None);
         }
-        let plan = self.plan_eviction(policy, None, now).await?;
-        let removed: HashSet<i64> = self.evict(&plan).await?.into_iter().collect();
-        Ok(Some(
-            plan.into_iter()
-                .filter(|(c, _)| removed.contains(&c.id))
-                .collect(),
-        ))
+        // Recent restores count: this replica's buffered accesses go first.
+        self.flush_accesses().await?;
+        let pass = self.eviction_pass(None, now).await?;
+        Ok(Some(self.run_pass(pass, Some((holder, lease_ms))).await?))
+    }
+
+    /// The most bytes one entry of `namespace` may have: its maximum entry size
+    /// or, if smaller, its whole budget.
+    pub fn entry_limit(&self, namespace: &str) -> u64 {
+        let limits = self.config.policy.limits(namespace);
+        limits
+            .max_entry_bytes
+            .unwrap_or(u64::MAX)
+            .min(limits.budget_bytes.unwrap_or(u64::MAX))
+    }
+
+    fn note_pressure(&self, namespace: &str) {
+        let mut set = self.pressure.lock().unwrap_or_else(|p| p.into_inner());
+        if set.len() < MAX_PRESSURED || set.contains(namespace) {
+            set.insert(namespace.to_string());
+        }
+        drop(set);
+        self.pressure_notify.notify_one();
+    }
+
+    /// Resolves when an entry was committed since the last call: time to check
+    /// budgets.
+    pub async fn pressure(&self) {
+        self.pressure_notify.notified().await
+    }
+
+    /// Makes room right after saves instead of at the next evictor tick: each
+    /// namespace that committed an entry and is now over its budget loses its
+    /// least recently used entries; if the whole store is above its high
+    /// watermark, a full pass runs (under the evictor lease).
+    pub async fn relieve_pressure(
+        &self,
+        holder: &str,
+        lease_ms: i64,
+    ) -> Result<Evicted, CoreError> {
+        let namespaces: Vec<String> = {
+            let mut set = self.pressure.lock().unwrap_or_else(|p| p.into_inner());
+            set.drain().collect()
+        };
+        if namespaces.is_empty() {
+            return Ok(Evicted::default());
+        }
+        self.flush_accesses().await?;
+        let now = now_millis();
+        let mut done = Evicted::default();
+        for ns in &namespaces {
+            let Some(budget) = self.config.policy.limits(ns).budget_bytes else {
+                continue;
+            };
+            if self.meta.usage(Some(ns)).await? <= budget {
+                continue;
+            }
+            // Deletes are idempotent (each id is removed once, whoever asks), so
+            // two replicas relieving one namespace at once remove nothing twice.
+            let pass = self.eviction_pass(Some(ns), now).await?;
+            let one = self.run_pass(pass, None).await?;
+            done.entries += one.entries;
+            done.bytes += one.bytes;
+        }
+        if self.config.policy.global.is_some()
+            && self
+                .config
+                .policy
+                .global_excess(self.meta.usage(None).await?)
+                > 0
+        {
+            if let Some(one) = self.evict_if_leader(holder, lease_ms).await? {
+                done.entries += one.entries;
+                done.bytes += one.bytes;
+            }
+        }
+        Ok(done)
     }
 
     /// Deletes objects that no entry owns: left by a crash between storing an
     /// object and recording it, or by a delete that failed. Only objects older
     /// than `grace_secs` are considered, so an upload in progress (bytes stored,
     /// row about to be written) is never touched; objects awaiting their
-    /// scheduled deletion are left to it. Returns how many were deleted.
-    pub async fn sweep_orphans(&self, grace_secs: i64) -> Result<usize, CoreError> {
+    /// scheduled deletion are left to it. Returns how many were deleted (with
+    /// `dry_run`, how many would be, deleting nothing).
+    pub async fn sweep_orphans(&self, grace_secs: i64, dry_run: bool) -> Result<usize, CoreError> {
         let cutoff = now_millis() - grace_secs * 1000;
         let mut listing = self.blobs.list(ENTRIES);
         let mut batch: Vec<(i64, String)> = Vec::new();
@@ -478,14 +582,18 @@ impl CacheService {
                 batch.push((id, object.name));
             }
             if batch.len() >= ORPHAN_BATCH {
-                deleted += self.delete_orphans(&mut batch).await?;
+                deleted += self.delete_orphans(&mut batch, dry_run).await?;
             }
         }
-        deleted += self.delete_orphans(&mut batch).await?;
+        deleted += self.delete_orphans(&mut batch, dry_run).await?;
         Ok(deleted)
     }
 
-    async fn delete_orphans(&self, batch: &mut Vec<(i64, String)>) -> Result<usize, CoreError> {
+    async fn delete_orphans(
+        &self,
+        batch: &mut Vec<(i64, String)>,
+        dry_run: bool,
+    ) -> Result<usize, CoreError> {
         let mut ids: Vec<i64> = batch.iter().map(|(id, _)| *id).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -507,7 +615,9 @@ impl CacheService {
             if existing.contains(&id) || doomed.contains(&entry_prefix(id)) {
                 continue;
             }
-            self.blobs.delete(&name).await?;
+            if !dry_run {
+                self.blobs.delete(&name).await?;
+            }
             deleted += 1;
         }
         Ok(deleted)
@@ -526,8 +636,8 @@ impl CacheService {
         block_id: &str,
         body: ByteStream,
     ) -> Result<u64, CoreError> {
-        self.open_upload(entry_id).await?;
-        let stored = self.store_object(entry_id, "block", body).await?;
+        let upload = self.open_upload(entry_id).await?;
+        let stored = self.store_object(&upload, "block", body).await?;
         match self.meta.stage_block(entry_id, block_id, &stored).await {
             Ok(Staged::Ok { replaced }) => {
                 if let Some(old) = replaced {
@@ -552,8 +662,8 @@ impl CacheService {
 
     /// Put Blob: the whole blob in one body.
     pub async fn put_blob(&self, entry_id: i64, body: ByteStream) -> Result<u64, CoreError> {
-        self.open_upload(entry_id).await?;
-        let stored = self.store_object(entry_id, "blob", body).await?;
+        let upload = self.open_upload(entry_id).await?;
+        let stored = self.store_object(&upload, "blob", body).await?;
         let outcome = self
             .meta
             .commit_single(entry_id, &stored, now_millis())
@@ -587,9 +697,20 @@ impl CacheService {
                 self.config.max_blocks
             )));
         }
+        // The namespace's entry limit; an unknown id gets no limit here and its
+        // not-found answer from the commit.
+        let limit = match self.meta.entry(entry_id).await? {
+            Some(e) => self.entry_limit(&e.namespace),
+            None => u64::MAX,
+        };
         match self
             .meta
-            .commit_block_list(entry_id, block_ids, now_millis())
+            .commit_block_list(
+                entry_id,
+                block_ids,
+                i64::try_from(limit).unwrap_or(i64::MAX),
+                now_millis(),
+            )
             .await?
         {
             BlobCommit::Ok { size, unused } => {
@@ -677,6 +798,13 @@ impl CacheService {
         Ok(batch.len())
     }
 
+    /// Uploads never finalized within the timeout: what the next reclaim
+    /// deletes, oldest first, at most `limit`.
+    pub async fn stale_uploads(&self, limit: i64) -> Result<Vec<Entry>, CoreError> {
+        let before = now_millis() - self.config.pending_timeout_secs * 1000;
+        Ok(self.meta.stale_uploads(before, limit).await?)
+    }
+
     /// Deletes uploads that were never finalized within the timeout, and their bytes.
     pub async fn reclaim_stale_uploads(&self) -> Result<usize, CoreError> {
         let before = now_millis() - self.config.pending_timeout_secs * 1000;
@@ -718,6 +846,10 @@ fn owner_of(name: &str) -> Option<i64> {
     rest.split('/').next()?.parse().ok()
 }
 
+/// Namespaces remembered for the pressure check at once; past that, the next
+/// evictor tick covers the rest.
+const MAX_PRESSURED: usize = 10_000;
+
 fn commit_error(outcome: BlobCommit) -> CoreError {
     match outcome {
         BlobCommit::Immutable => {
@@ -729,6 +861,9 @@ fn commit_error(outcome: BlobCommit) -> CoreError {
         BlobCommit::NotFound => {
             CoreError::NotFound("the upload does not exist or was reclaimed".into())
         }
+        BlobCommit::TooLarge { size } => CoreError::TooLarge(format!(
+            "the listed blocks add up to {size} bytes, more than this namespace allows for one entry"
+        )),
         BlobCommit::Ok { .. } | BlobCommit::AlreadyCommitted { .. } => {
             CoreError::FailedPrecondition("unexpected commit outcome".into())
         }

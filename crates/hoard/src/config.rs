@@ -35,6 +35,8 @@ pub struct Eviction {
     pub namespace_budget_bytes: u64,
     /// Entries unused for this many days expire; 0: never.
     pub retention_days: u64,
+    /// The largest entry a namespace may save; 0: up to its budget.
+    pub max_entry_bytes: u64,
     /// Bytes the whole store may keep; 0: no global budget.
     pub global_budget_bytes: u64,
     /// Fractions of the global budget: eviction starts above high, stops at low.
@@ -53,6 +55,7 @@ pub struct NamespaceRule {
     pub pattern: String,
     pub budget_bytes: Option<u64>,
     pub retention_days: Option<u64>,
+    pub max_entry_bytes: Option<u64>,
     /// Globs on keys that never expire and are evicted last.
     #[serde(default)]
     pub protected_keys: Vec<String>,
@@ -73,6 +76,7 @@ impl Default for Eviction {
             interval_secs: 600,
             namespace_budget_bytes: 10 * 1024 * 1024 * 1024,
             retention_days: 7,
+            max_entry_bytes: 0,
             global_budget_bytes: 0,
             high_watermark: 0.9,
             low_watermark: 0.8,
@@ -84,6 +88,10 @@ impl Default for Eviction {
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
+fn bytes(b: u64) -> Option<u64> {
+    (b > 0).then_some(b)
+}
+
 fn days(d: u64) -> Option<i64> {
     (d > 0).then_some(d as i64 * DAY_MS)
 }
@@ -94,7 +102,7 @@ impl Eviction {
         let defaults = p::NamespaceLimits {
             budget_bytes: (self.namespace_budget_bytes > 0).then_some(self.namespace_budget_bytes),
             retention_ms: days(self.retention_days),
-            max_entry_bytes: None,
+            max_entry_bytes: bytes(self.max_entry_bytes),
             protected: Vec::new(),
         };
         p::Policy {
@@ -115,7 +123,7 @@ impl Eviction {
                             None => defaults.budget_bytes,
                         },
                         retention_ms: r.retention_days.map_or(defaults.retention_ms, days),
-                        max_entry_bytes: None,
+                        max_entry_bytes: r.max_entry_bytes.map_or(defaults.max_entry_bytes, bytes),
                         protected: r.protected_keys.iter().map(|k| Glob::new(k)).collect(),
                     },
                 })
@@ -357,6 +365,10 @@ impl Config {
             &mut self.eviction.retention_days,
         )?;
         parse_env(
+            "HOARD_EVICTION_MAX_ENTRY_BYTES",
+            &mut self.eviction.max_entry_bytes,
+        )?;
+        parse_env(
             "HOARD_EVICTION_GLOBAL_BUDGET_BYTES",
             &mut self.eviction.global_budget_bytes,
         )?;
@@ -469,7 +481,7 @@ mod tests {
         assert_eq!(parsed.storage.part_size_bytes, 8 * 1024 * 1024);
         assert!(parse_bool("X", "maybe").is_err());
         let parsed: Config = toml::from_str(
-            "[eviction]\nretention_days = 0\n[[eviction.namespaces]]\npattern = \"org/*\"\nbudget_bytes = 100\nprotected_keys = [\"tool-*\"]\n[[eviction.scopes]]\npattern = \"refs/pull/*\"\nretention_days = 3\n",
+            "[eviction]\nretention_days = 0\n[[eviction.namespaces]]\npattern = \"org/*\"\nbudget_bytes = 100\nmax_entry_bytes = 50\nprotected_keys = [\"tool-*\"]\n[[eviction.scopes]]\npattern = \"refs/pull/*\"\nretention_days = 3\n",
         )
         .unwrap();
         let policy = parsed.eviction.policy();
@@ -477,6 +489,8 @@ mod tests {
         assert_eq!(policy.defaults.budget_bytes, Some(10 << 30));
         assert_eq!(policy.limits("org/x").budget_bytes, Some(100));
         assert_eq!(policy.limits("org/x").protected.len(), 1);
+        assert_eq!(policy.limits("org/x").max_entry_bytes, Some(50));
+        assert_eq!(policy.defaults.max_entry_bytes, None);
         assert_eq!(policy.scopes[0].retention_ms, Some(3 * DAY_MS));
         assert!(parse_bool("X", " TRUE ").unwrap());
         let mut secret = Config::default();

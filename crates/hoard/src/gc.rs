@@ -4,6 +4,7 @@
 use crate::config::Config;
 use anyhow::{Context, Result};
 use hoard_core::policy::{Candidate, Reason};
+use hoard_core::CacheService;
 
 pub struct Options {
     pub dry_run: bool,
@@ -39,34 +40,69 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         None => hoard_core::now_millis(),
     };
     let (meta, service) = crate::serve::open_service(&config).await?;
-    let policy = config.eviction.policy();
-    let plan = service
-        .plan_eviction(&policy, options.namespace.as_deref(), now)
+    // Batch by batch: a pass over a million entries never holds them all, and
+    // the real run removes each batch before reading the next.
+    let mut pass = service
+        .eviction_pass(options.namespace.as_deref(), now)
         .await?;
     println!("namespace\tscope\tkey\tsize\tlast_access\treason");
-    let removed: std::collections::HashSet<i64> = if options.dry_run {
-        plan.iter().map(|(c, _)| c.id).collect()
-    } else {
-        service.evict(&plan).await?.into_iter().collect()
-    };
-    let mut bytes = 0;
-    for (c, r) in plan.iter().filter(|(c, _)| removed.contains(&c.id)) {
-        println!("{}", line(c, *r));
-        bytes += c.size;
+    let (mut entries, mut bytes) = (0usize, 0u64);
+    while let Some(batch) = pass.next_batch().await? {
+        let batch = if options.dry_run {
+            batch
+        } else {
+            service.evict(&batch).await?
+        };
+        for (c, r) in &batch {
+            println!("{}", line(c, *r));
+            entries += 1;
+            bytes += c.size;
+        }
     }
+    drop(pass);
     let verb = if options.dry_run {
         "would remove"
     } else {
         "removed"
     };
-    println!("total: {verb} {} entries, {bytes} bytes", removed.len());
-    if !options.dry_run {
-        let uploads = service.reclaim_stale_uploads().await?;
-        let due = service.delete_doomed_objects().await?;
-        println!(
-            "also: {uploads} abandoned uploads reclaimed, {due} deleted entries' objects removed"
-        );
+    println!("total: {verb} {entries} entries, {bytes} bytes");
+    // Uploads and orphaned objects belong to the store, not to one namespace.
+    if options.namespace.is_none() {
+        housekeeping(&config, &service, options.dry_run).await?;
     }
     meta.close().await;
+    Ok(())
+}
+
+/// Abandoned uploads and orphaned objects: listed and counted by a dry run,
+/// removed by a real one, along with deleted entries' objects whose grace
+/// period is over.
+async fn housekeeping(config: &Config, service: &CacheService, dry_run: bool) -> Result<()> {
+    let grace = config.storage.orphan_grace_secs;
+    if dry_run {
+        let uploads = service.stale_uploads(i64::MAX).await?;
+        for u in &uploads {
+            println!(
+                "{}\t{}\t{}\t{}\t{}\tabandoned upload",
+                u.namespace,
+                u.scope,
+                u.key,
+                u.size,
+                when(u.created_at)
+            );
+        }
+        let orphans = service.sweep_orphans(grace, true).await?;
+        println!(
+            "also: would reclaim {} abandoned uploads, would delete {orphans} orphaned objects",
+            uploads.len()
+        );
+    } else {
+        let uploads = service.reclaim_stale_uploads().await?;
+        let due = service.delete_doomed_objects().await?;
+        let orphans = service.sweep_orphans(grace, false).await?;
+        println!(
+            "also: {uploads} abandoned uploads reclaimed, {due} deleted entries' objects removed, {orphans} orphaned objects deleted"
+        );
+    }
     Ok(())
 }

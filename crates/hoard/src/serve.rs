@@ -111,6 +111,7 @@ pub async fn open_service(config: &Config) -> Result<(Arc<SqlStore>, Arc<CacheSe
             max_block_bytes: config.uploads.max_block_bytes,
             direct_download: config.storage.direct_download,
             delete_grace_secs: config.downloads.delete_grace_secs,
+            policy: Arc::new(config.eviction.policy()),
             ..ServiceConfig::default()
         },
     ));
@@ -138,12 +139,12 @@ pub async fn run(config: Config) -> Result<()> {
         let reclaim_every = Duration::from_secs(config.uploads.reclaim_interval_secs);
         let sweep_every = Duration::from_secs(config.storage.orphan_sweep_interval_secs);
         // The evictor: every replica ticks, the lease holder works; it renews the
-        // lease each tick, and the lease outlasts a few missed ticks. Interval 0
-        // turns the evictor off (`hoard gc` only).
+        // lease each tick, and the lease outlasts a few missed ticks. Saves that
+        // put a namespace over its budget get a pass of their own at once.
+        // Interval 0 turns the evictor off, both ways (`hoard gc` only).
         let evict_secs = config.eviction.interval_secs;
         let evict_every = Duration::from_secs(evict_secs.max(1));
         let lease_ms = (evict_secs as i64 * 3000).max(5000);
-        let policy = config.eviction.policy();
         let holder = uuid::Uuid::new_v4().to_string();
         let orphan_grace = config.storage.orphan_grace_secs;
         tokio::spawn(async move {
@@ -167,17 +168,25 @@ pub async fn run(config: Config) -> Result<()> {
                         }
                     }
                     _ = evict.tick(), if evict_secs > 0 => {
-                        match service.evict_if_leader(&policy, &holder, lease_ms).await {
-                            Ok(Some(removed)) if !removed.is_empty() => {
-                                let bytes: u64 = removed.iter().map(|(c, _)| c.size).sum();
-                                tracing::info!(removed = removed.len(), bytes, "eviction pass");
+                        match service.evict_if_leader(&holder, lease_ms).await {
+                            Ok(Some(done)) if done.entries > 0 => {
+                                tracing::info!(removed = done.entries, bytes = done.bytes, "eviction pass");
                             }
                             Ok(_) => {}
                             Err(e) => tracing::warn!(error = %e, "eviction pass failed"),
                         }
                     }
+                    _ = service.pressure(), if evict_secs > 0 => {
+                        match service.relieve_pressure(&holder, lease_ms).await {
+                            Ok(done) if done.entries > 0 => {
+                                tracing::info!(removed = done.entries, bytes = done.bytes, "eviction on pressure");
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "eviction on pressure failed"),
+                        }
+                    }
                     _ = sweep.tick() => {
-                        match service.sweep_orphans(orphan_grace).await {
+                        match service.sweep_orphans(orphan_grace, false).await {
                             Ok(0) => {}
                             Ok(n) => tracing::info!(objects = n, "deleted orphaned objects"),
                             Err(e) => tracing::warn!(error = %e, "could not sweep orphaned objects"),
