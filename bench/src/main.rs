@@ -5,7 +5,10 @@
 //! restore MB/s through the real @actions/cache, the server's peak RSS, and a
 //! same-run reference: `cp`/`dd` of the same file on the same disk, or a plain
 //! object_store put/get of it to the same S3 server. Then lookups per second and
-//! latency at 64 concurrent clients over 100,000 entries on each database.
+//! latency at 64 concurrent clients over 100,000 entries on each database. Then
+//! eviction passes over a million entries (eviction.rs).
+
+mod eviction;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
@@ -33,6 +36,7 @@ struct Args {
     node_dir: PathBuf,
     reps: usize,
     backends: Vec<Backend>,
+    eviction_entries: usize,
 }
 
 fn args() -> Result<Args> {
@@ -44,6 +48,7 @@ fn args() -> Result<Args> {
         node_dir: PathBuf::from("tests/node"),
         reps: 3,
         backends: vec![Backend::SqliteDir, Backend::PgS3],
+        eviction_entries: 1_000_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,6 +64,7 @@ fn args() -> Result<Args> {
             }
             "--lookup-entries" => a.lookup_entries = value.parse()?,
             "--lookup-secs" => a.lookup_secs = value.parse()?,
+            "--eviction-entries" => a.eviction_entries = value.parse()?,
             "--node-dir" => a.node_dir = value.into(),
             "--reps" => a.reps = value.parse::<usize>()?.max(1),
             "--backends" => {
@@ -599,15 +605,20 @@ async fn lookups(args: &Args, backend: Backend) -> Result<()> {
         let store = hoard_db::open(&url, &Default::default())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Recently used, so no eviction rule touches them during the run.
+        let now = hoard_core::now_millis();
+        let seeds: Vec<hoard_db::SeedEntry> = (0..n)
+            .map(|i| hoard_db::SeedEntry {
+                namespace: "default".into(),
+                scope: "default".into(),
+                key: format!("lookup-key-{i:07}"),
+                version: VERSION.into(),
+                size: 0,
+                last_accessed_at: now - i as i64,
+            })
+            .collect();
         store
-            .insert_committed_bulk(
-                (0..n)
-                    .map(|i| (format!("lookup-key-{i:07}"), i as i64))
-                    .collect(),
-                "default",
-                "default",
-                VERSION,
-            )
+            .insert_committed_bulk(&seeds)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         store.close().await;
@@ -689,7 +700,20 @@ async fn main() -> Result<()> {
         }
     }
     for backend in &args.backends {
-        lookups(&args, *backend).await?;
+        if args.lookup_secs > 0 {
+            lookups(&args, *backend).await?;
+        }
+    }
+    for backend in &args.backends {
+        if args.eviction_entries > 0 {
+            eviction::run(
+                &args.work,
+                args.eviction_entries,
+                *backend,
+                backend_name(*backend),
+            )
+            .await?;
+        }
     }
     for s in &args.sizes_gib {
         let _ = std::fs::remove_file(args.work.join(format!("random-{s}g.bin")));

@@ -186,6 +186,12 @@ impl Server {
     /// Runs another `hoard` command (`gc`, `config check`...) on this server's
     /// stores and environment; returns its output.
     pub fn run_cli(&self, args: &[&str]) -> std::process::Output {
+        self.cli(args).output().expect("run hoard")
+    }
+
+    /// `hoard <args>` on this server's data dir, database, storage and
+    /// environment, not yet started.
+    pub fn cli(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(hoard_bin());
         cmd.args(args)
             .env_remove("HOARD_CONFIG")
@@ -194,7 +200,7 @@ impl Server {
         for (k, v) in self.deployment.env().iter().chain(&self.env) {
             cmd.env(k, v);
         }
-        cmd.output().expect("run hoard")
+        cmd
     }
 
     /// The server's process id.

@@ -1,7 +1,7 @@
 //! `hoard gc`: the eviction policy applied from the command line, as an operator
 //! runs it (cron), with `--dry-run` printing exactly what the real run removes.
 
-use hoard_e2e::client::{restore, save};
+use hoard_e2e::client::{create, entry_id_of, put_block, restore, save};
 use hoard_e2e::Server;
 
 const V: &str = "gc-version";
@@ -29,7 +29,12 @@ fn entry_lines(out: &std::process::Output) -> Vec<String> {
 async fn a_namespace_over_budget_keeps_what_was_restored_and_dry_run_tells_the_truth() {
     // 4 MiB saved against a budget of 2.5 MiB.
     let budget = (5 * MIB / 2).to_string();
-    let server = Server::start_with(&[("HOARD_EVICTION_NAMESPACE_BUDGET_BYTES", &budget)]);
+    // No evictor in the server (it would make room as the saves overflow): gc
+    // alone decides here.
+    let server = Server::start_with(&[
+        ("HOARD_EVICTION_NAMESPACE_BUDGET_BYTES", &budget),
+        ("HOARD_EVICTION_INTERVAL_SECS", "0"),
+    ]);
     for key in ["e1", "e2", "e3", "e4"] {
         save(&server, key, V, &vec![key.as_bytes()[1]; MIB]).await;
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -73,6 +78,63 @@ async fn a_namespace_over_budget_keeps_what_was_restored_and_dry_run_tells_the_t
     for (key, kept) in [("e1", true), ("e2", true), ("e3", false), ("e4", false)] {
         assert_eq!(restore(&server, key, V).await.is_some(), kept, "{key}");
     }
+}
+
+#[tokio::test]
+async fn gc_lists_then_reclaims_abandoned_uploads_and_orphaned_objects() {
+    // The server itself reclaims and sweeps only hourly: gc does it here.
+    let mut server = Server::start_with(&[
+        ("HOARD_UPLOADS_PENDING_TIMEOUT_SECS", "1"),
+        ("HOARD_UPLOADS_RECLAIM_INTERVAL_SECS", "3600"),
+        ("HOARD_STORAGE_ORPHAN_SWEEP_INTERVAL_SECS", "3600"),
+        ("HOARD_STORAGE_ORPHAN_GRACE_SECS", "0"),
+    ]);
+    let kept = save(&server, "kept", V, b"kept bytes").await;
+    let upload = create(&server, "abandoned", V).await;
+    assert_eq!(put_block(&upload, "QQ==", vec![1u8; 1000]).await, 201);
+    let abandoned = entry_id_of(&upload);
+    for i in 0..3 {
+        server.plant_object(&format!("entries/777777/block-{i}"), b"orphan");
+    }
+    server.stop();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    let dry = server.run_cli(&["gc", "--dry-run"]);
+    let lines = entry_lines(&dry);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let fields: Vec<&str> = lines[0].split('\t').collect();
+    assert_eq!((fields[2], fields[5]), ("abandoned", "abandoned upload"));
+    let out = String::from_utf8_lossy(&dry.stdout).to_string();
+    assert!(
+        out.contains("also: would reclaim 1 abandoned uploads, would delete 3 orphaned objects"),
+        "{out}"
+    );
+    assert_eq!(
+        server.entry_objects("777777").len(),
+        3,
+        "a dry run deletes nothing"
+    );
+    assert_eq!(server.entry_objects(&abandoned).len(), 1);
+
+    let real = server.run_cli(&["gc"]);
+    let out = String::from_utf8_lossy(&real.stdout).to_string();
+    assert!(
+        out.contains("also: 1 abandoned uploads reclaimed, 0 deleted entries' objects removed, 3 orphaned objects deleted"),
+        "{out}"
+    );
+    assert!(server.entry_objects("777777").is_empty());
+    assert!(server.entry_objects(&abandoned).is_empty());
+    assert_eq!(server.entry_objects(&kept).len(), 1);
+    let again = String::from_utf8_lossy(&server.run_cli(&["gc", "--dry-run"]).stdout).to_string();
+    assert!(
+        again.contains("also: would reclaim 0 abandoned uploads, would delete 0 orphaned objects"),
+        "{again}"
+    );
+    let server = server.restart();
+    assert_eq!(
+        restore(&server, "kept", V).await.as_deref(),
+        Some(&b"kept bytes"[..])
+    );
 }
 
 /// Now plus `days`, in RFC 3339, without a date library in the tests.
