@@ -78,6 +78,19 @@ impl<'a> EvictionPass<'a> {
         self
     }
 
+    /// Batches joined until at least `at_least` entries (or the end of the
+    /// pass), so removal commits in few large transactions.
+    pub async fn next_chunk(&mut self, at_least: usize) -> Result<Option<Batch>, CoreError> {
+        let mut chunk: Batch = Vec::new();
+        while chunk.len() < at_least {
+            match self.next_batch().await? {
+                Some(batch) => chunk.extend(batch),
+                None => break,
+            }
+        }
+        Ok((!chunk.is_empty()).then_some(chunk))
+    }
+
     /// The next entries to remove, in the policy's order; `None` when the pass
     /// is over. Batches are never empty.
     pub async fn next_batch(&mut self) -> Result<Option<Batch>, CoreError> {

@@ -422,14 +422,13 @@ impl CacheService {
             .iter()
             .map(|(c, _)| (c.id, c.last_accessed_at))
             .collect();
+        let not_before = now_millis() + self.config.delete_grace_secs * 1000;
         let removed: HashSet<i64> = self
             .meta
-            .delete_unused(&planned)
+            .delete_unused(&planned, &entry_prefix, not_before)
             .await?
             .into_iter()
             .collect();
-        let ids: Vec<i64> = removed.iter().copied().collect();
-        self.remove_objects_later(&ids).await;
         Ok(batch
             .iter()
             .filter(|(c, _)| removed.contains(&c.id))
@@ -446,7 +445,7 @@ impl CacheService {
         lease: Option<(&str, i64)>,
     ) -> Result<Evicted, CoreError> {
         let mut done = Evicted::default();
-        while let Some(batch) = pass.next_batch().await? {
+        while let Some(batch) = pass.next_chunk(EVICT_CHUNK).await? {
             for (c, _) in self.evict(&batch).await? {
                 done.entries += 1;
                 done.bytes += c.size;
@@ -849,6 +848,9 @@ fn owner_of(name: &str) -> Option<i64> {
 /// Namespaces remembered for the pressure check at once; past that, the next
 /// evictor tick covers the rest.
 const MAX_PRESSURED: usize = 10_000;
+
+/// Entries removed per transaction by a pass (a few namespaces' worth).
+pub const EVICT_CHUNK: usize = 5000;
 
 fn commit_error(outcome: BlobCommit) -> CoreError {
     match outcome {

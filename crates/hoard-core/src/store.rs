@@ -226,7 +226,7 @@ pub trait MetaStore: Send + Sync + 'static {
         expires_at: i64,
     ) -> Result<bool, StoreError>;
 
-    /// Namespaces that have committed entries, in name order.
+    /// Namespaces that have entries (any state), in name order.
     async fn namespaces(&self) -> Result<Vec<String>, StoreError>;
 
     /// A namespace's committed entries, least recently used first.
@@ -245,9 +245,15 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn usage(&self, namespace: Option<&str>) -> Result<u64, StoreError>;
 
     /// Deletes committed entries given as (id, last access when planned), unless
-    /// used since (a restore between planning and deleting keeps its entry);
-    /// returns the ids deleted.
-    async fn delete_unused(&self, entries: &[(i64, i64)]) -> Result<Vec<i64>, StoreError>;
+    /// used since (a restore between planning and deleting keeps its entry), and
+    /// schedules each deleted entry's objects (`prefix_of(id)`) for deletion at
+    /// `not_before`, in one transaction; returns the ids deleted.
+    async fn delete_unused(
+        &self,
+        entries: &[(i64, i64)],
+        prefix_of: &(dyn Fn(i64) -> String + Send + Sync),
+        not_before: i64,
+    ) -> Result<Vec<i64>, StoreError>;
 }
 
 /// Objects (bytes). Names are `/`-separated paths chosen by the service.

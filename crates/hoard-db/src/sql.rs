@@ -65,6 +65,9 @@ fn entry_from_row(row: &AnyRow) -> Result<Entry, StoreError> {
 
 /// Rows of a multi-row statement; keeps well under both engines' parameter limits.
 const INSERT_CHUNK: usize = 500;
+/// Rows per statement of two-column deletes and schedules (4,000 parameters,
+/// well inside SQLite's 32,766 and PostgreSQL's 65,535).
+const DELETE_CHUNK: usize = 2000;
 
 /// `($1, $2), ($3, $4), ...`: placeholders for `rows` rows of `columns` values,
 /// numbered from `$first`.
@@ -224,6 +227,23 @@ struct BlockRow {
 }
 
 type Tx<'a> = sqlx::Transaction<'a, Any>;
+
+/// Schedules the objects under `prefixes` for deletion at `not_before`.
+async fn doom_in(tx: &mut Tx<'_>, prefixes: &[String], not_before: i64) -> Result<(), StoreError> {
+    for chunk in prefixes.chunks(DELETE_CHUNK) {
+        let sql = format!(
+            "INSERT INTO doomed_objects (prefix, not_before) VALUES {}
+             ON CONFLICT (prefix) DO UPDATE SET not_before = excluded.not_before",
+            values(chunk.len(), 2, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for prefix in chunk {
+            q = q.bind(prefix.as_str()).bind(not_before);
+        }
+        q.execute(&mut **tx).await.map_err(backend)?;
+    }
+    Ok(())
+}
 
 async fn insert_parts(
     tx: &mut Tx<'_>,
@@ -815,19 +835,9 @@ impl MetaStore for SqlStore {
     }
 
     async fn doom(&self, prefixes: &[String], not_before: i64) -> Result<(), StoreError> {
-        for chunk in prefixes.chunks(INSERT_CHUNK) {
-            let sql = format!(
-                "INSERT INTO doomed_objects (prefix, not_before) VALUES {}
-                 ON CONFLICT (prefix) DO UPDATE SET not_before = excluded.not_before",
-                values(chunk.len(), 2, 1)
-            );
-            let mut q = sqlx::query(&sql);
-            for prefix in chunk {
-                q = q.bind(prefix.as_str()).bind(not_before);
-            }
-            q.execute(&self.write).await.map_err(backend)?;
-        }
-        Ok(())
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        doom_in(&mut tx, prefixes, not_before).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn due_dooms(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
@@ -892,8 +902,17 @@ impl MetaStore for SqlStore {
     }
 
     async fn namespaces(&self) -> Result<Vec<String>, StoreError> {
+        // One index probe per namespace (a skip scan on the unique index's
+        // first column) instead of reading every entry. Namespaces with only
+        // unfinished uploads come too; their passes find nothing to plan.
         sqlx::query_scalar(
-            "SELECT DISTINCT namespace FROM entries WHERE state = 'committed' ORDER BY namespace",
+            "WITH RECURSIVE ns (name) AS (
+                 SELECT MIN(namespace) FROM entries
+                 UNION ALL
+                 SELECT (SELECT MIN(namespace) FROM entries WHERE namespace > ns.name)
+                 FROM ns WHERE ns.name IS NOT NULL
+             )
+             SELECT name FROM ns WHERE name IS NOT NULL ORDER BY name",
         )
         .fetch_all(&self.read)
         .await
@@ -957,20 +976,39 @@ impl MetaStore for SqlStore {
         Ok(total.max(0) as u64)
     }
 
-    async fn delete_unused(&self, entries: &[(i64, i64)]) -> Result<Vec<i64>, StoreError> {
+    async fn delete_unused(
+        &self,
+        entries: &[(i64, i64)],
+        prefix_of: &(dyn Fn(i64) -> String + Send + Sync),
+        not_before: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        // One transaction for the whole batch: entries and their scheduled
+        // deletions go together, and a pass commits (and on PostgreSQL syncs)
+        // once per batch rather than per statement.
+        let mut tx = self.write.begin().await.map_err(backend)?;
         let mut deleted = Vec::new();
-        for chunk in entries.chunks(INSERT_CHUNK) {
+        for chunk in entries.chunks(DELETE_CHUNK) {
+            // Driven from the planned rows (a primary-key probe each). A
+            // row-value `(id, last_accessed_at) IN (VALUES ...)` matched nothing
+            // on the bundled SQLite once the entries_lru index existed.
             let sql = format!(
-                "DELETE FROM entries WHERE state = 'committed'
-                 AND (id, last_accessed_at) IN (VALUES {}) RETURNING id",
+                "WITH planned (id, at) AS (VALUES {})
+                 DELETE FROM entries WHERE id IN (
+                     SELECT e.id FROM planned JOIN entries e
+                       ON e.id = planned.id AND e.last_accessed_at = planned.at
+                     WHERE e.state = 'committed'
+                 ) RETURNING id",
                 values(chunk.len(), 2, 1)
             );
             let mut q = sqlx::query_scalar::<_, i64>(&sql);
             for (id, at) in chunk {
                 q = q.bind(*id).bind(*at);
             }
-            deleted.extend(q.fetch_all(&self.write).await.map_err(backend)?);
+            deleted.extend(q.fetch_all(&mut *tx).await.map_err(backend)?);
         }
+        let prefixes: Vec<String> = deleted.iter().map(|id| prefix_of(*id)).collect();
+        doom_in(&mut tx, &prefixes, not_before).await?;
+        tx.commit().await.map_err(backend)?;
         Ok(deleted)
     }
 

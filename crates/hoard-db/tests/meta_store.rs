@@ -371,7 +371,7 @@ async fn eviction_reads_lru_and_spares_entries_used_since(s: &SqlStore) {
     assert_eq!(a[0].scope, "main");
     // a1 was planned at its old access time and used since: it stays.
     let deleted = s
-        .delete_unused(&[(a2, 20), (a1, 10), (b1, 15)])
+        .delete_unused(&[(a2, 20), (a1, 10), (b1, 15)], &|id| format!("entries/{id}"), 99)
         .await
         .unwrap();
     let mut deleted = deleted;
@@ -508,6 +508,36 @@ async fn oversized_block_lists_and_stale_uploads(s: &SqlStore) {
     assert_eq!(s.stale_uploads(3, 10).await.unwrap().len(), 1);
 }
 
+/// Deletes of a whole planned namespace, over several statements' worth.
+async fn many_planned_entries_are_deleted(s: &SqlStore) {
+    let seeds: Vec<hoard_db::SeedEntry> = (0..1200)
+        .map(|i| hoard_db::SeedEntry {
+            namespace: format!("ns-{}", i % 2),
+            scope: "main".into(),
+            key: format!("k{i}"),
+            version: "v".into(),
+            size: 10,
+            last_accessed_at: 1_700_000_000_000 + i,
+        })
+        .collect();
+    s.insert_committed_bulk(&seeds).await.unwrap();
+    let planned: Vec<(i64, i64)> = s
+        .eviction_candidates("ns-0")
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| (c.id, c.last_accessed_at))
+        .collect();
+    assert_eq!(planned.len(), 600);
+    let prefix = |id: i64| format!("entries/{id}");
+    assert_eq!(s.delete_unused(&planned, &prefix, 50).await.unwrap().len(), 600);
+    // Each deleted entry's objects are scheduled, in the same transaction.
+    assert_eq!(s.due_dooms(49, 10_000).await.unwrap().len(), 0);
+    assert_eq!(s.due_dooms(50, 10_000).await.unwrap().len(), 600);
+    assert_eq!(s.usage(None).await.unwrap(), 6000);
+    assert_eq!(s.namespaces().await.unwrap(), vec!["ns-1".to_string()]);
+}
+
 /// One holder at a time; the holder renews; a lapsed lease passes on.
 async fn leases_have_one_holder_until_they_lapse(s: &SqlStore) {
     assert!(s.try_lease("evictor", "a", 100, 200).await.unwrap());
@@ -593,4 +623,5 @@ on_both!(
     leases_have_one_holder_until_they_lapse,
     the_global_pass_pages_through_the_store_protected_last,
     oversized_block_lists_and_stale_uploads,
+    many_planned_entries_are_deleted,
 );

@@ -47,7 +47,7 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         .await?;
     println!("namespace\tscope\tkey\tsize\tlast_access\treason");
     let (mut entries, mut bytes) = (0usize, 0u64);
-    while let Some(batch) = pass.next_batch().await? {
+    while let Some(batch) = pass.next_chunk(hoard_core::service::EVICT_CHUNK).await? {
         let batch = if options.dry_run {
             batch
         } else {
