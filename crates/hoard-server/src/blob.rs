@@ -94,15 +94,15 @@ fn azure_error(e: CoreError) -> AzureError {
 
 /// The query parameters hoard reads; others (SDK extras like `timeout`) are ignored.
 #[derive(Default)]
-struct BlobQuery {
-    sp: Option<String>,
-    se: Option<String>,
-    sig: Option<String>,
-    comp: Option<String>,
-    blockid: Option<String>,
+pub(crate) struct BlobQuery {
+    pub(crate) sp: Option<String>,
+    pub(crate) se: Option<String>,
+    pub(crate) sig: Option<String>,
+    pub(crate) comp: Option<String>,
+    pub(crate) blockid: Option<String>,
 }
 
-fn parse_query(q: Option<&str>) -> BlobQuery {
+pub(crate) fn parse_query(q: Option<&str>) -> BlobQuery {
     let mut out = BlobQuery::default();
     for (k, v) in form_urlencoded::parse(q.unwrap_or("").as_bytes()) {
         let slot = match k.as_ref() {

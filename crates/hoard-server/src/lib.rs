@@ -3,6 +3,7 @@
 
 mod auth;
 mod blob;
+pub mod fuzzing;
 mod http_date;
 mod twirp;
 mod urls;
