@@ -484,6 +484,7 @@ impl CacheService {
         }
         // Recent restores count: this replica's buffered accesses go first.
         self.flush_accesses().await?;
+        self.meta.refresh_statistics().await?;
         let pass = self.eviction_pass(None, now).await?;
         Ok(Some(self.run_pass(pass, Some((holder, lease_ms))).await?))
     }

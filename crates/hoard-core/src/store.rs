@@ -241,6 +241,12 @@ pub trait MetaStore: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<Candidate>, StoreError>;
 
+    /// Refreshes the query planner's statistics of the entries table. Passes
+    /// call it first: on a table filled or emptied by the hundred thousand
+    /// since it was last analyzed (or never, with autovacuum off), the planner
+    /// guesses a few thousand rows and picks whole-table scans.
+    async fn refresh_statistics(&self) -> Result<(), StoreError>;
+
     /// Bytes of committed entries: of one namespace, or of all with `None`.
     async fn usage(&self, namespace: Option<&str>) -> Result<u64, StoreError>;
 

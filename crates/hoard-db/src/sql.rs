@@ -955,6 +955,19 @@ impl MetaStore for SqlStore {
         Ok(rows.into_iter().map(candidate).collect())
     }
 
+    async fn refresh_statistics(&self) -> Result<(), StoreError> {
+        let sql = match self.dialect {
+            // Samples a bounded number of rows per index: fast at any size.
+            Dialect::Sqlite => "PRAGMA analysis_limit = 1000; ANALYZE entries",
+            Dialect::Postgres => "ANALYZE entries",
+        };
+        sqlx::raw_sql(sql)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn usage(&self, namespace: Option<&str>) -> Result<u64, StoreError> {
         // SUM over no rows is NULL; integer sums come back as BIGINT (SQLite) or
         // NUMERIC (PostgreSQL), so the cast keeps one type for the Any driver.

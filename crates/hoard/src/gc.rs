@@ -4,7 +4,7 @@
 use crate::config::Config;
 use anyhow::{Context, Result};
 use hoard_core::policy::{Candidate, Reason};
-use hoard_core::CacheService;
+use hoard_core::{CacheService, MetaStore};
 
 pub struct Options {
     pub dry_run: bool,
@@ -42,6 +42,10 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
     let (meta, service) = crate::serve::open_service(&config).await?;
     // Batch by batch: a pass over a million entries never holds them all, and
     // the real run removes each batch before reading the next.
+    // A dry run only reads; a real one first gives the planner fresh numbers.
+    if !options.dry_run {
+        meta.refresh_statistics().await?;
+    }
     let mut pass = service
         .eviction_pass(options.namespace.as_deref(), now)
         .await?;
