@@ -58,7 +58,10 @@ async fn a_download_in_flight_outlives_eviction() {
         ("HOARD_DOWNLOADS_DELETE_GRACE_SECS", "2"),
         ("HOARD_UPLOADS_RECLAIM_INTERVAL_SECS", "1"),
         ("HOARD_EVICTION_INTERVAL_SECS", "3600"),
-        ("HOARD_EVICTION_NAMESPACE_BUDGET_BYTES", &(40 << 20).to_string()),
+        (
+            "HOARD_EVICTION_NAMESPACE_BUDGET_BYTES",
+            &(40 << 20).to_string(),
+        ),
     ]);
     let data: Vec<u8> = (0..24 * 1024 * 1024u32).map(|i| (i % 239) as u8).collect();
     let id = save(&server, "old", V, &data).await;
@@ -83,7 +86,10 @@ async fn a_download_in_flight_outlives_eviction() {
     assert!(got == data, "the download finished whole");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !server.entry_objects(&id).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the bytes were never deleted");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bytes were never deleted"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(lookup(&server, "new", V).await.is_some());

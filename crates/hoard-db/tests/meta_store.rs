@@ -371,7 +371,11 @@ async fn eviction_reads_lru_and_spares_entries_used_since(s: &SqlStore) {
     assert_eq!(a[0].scope, "main");
     // a1 was planned at its old access time and used since: it stays.
     let deleted = s
-        .delete_unused(&[(a2, 20), (a1, 10), (b1, 15)], &|id| format!("entries/{id}"), 99)
+        .delete_unused(
+            &[(a2, 20), (a1, 10), (b1, 15)],
+            &|id| format!("entries/{id}"),
+            99,
+        )
         .await
         .unwrap();
     let mut deleted = deleted;
@@ -530,7 +534,10 @@ async fn many_planned_entries_are_deleted(s: &SqlStore) {
         .collect();
     assert_eq!(planned.len(), 600);
     let prefix = |id: i64| format!("entries/{id}");
-    assert_eq!(s.delete_unused(&planned, &prefix, 50).await.unwrap().len(), 600);
+    assert_eq!(
+        s.delete_unused(&planned, &prefix, 50).await.unwrap().len(),
+        600
+    );
     // Each deleted entry's objects are scheduled, in the same transaction.
     assert_eq!(s.due_dooms(49, 10_000).await.unwrap().len(), 0);
     assert_eq!(s.due_dooms(50, 10_000).await.unwrap().len(), 600);

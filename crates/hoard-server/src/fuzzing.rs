@@ -59,7 +59,10 @@ pub fn range(data: &[u8]) {
     };
     for size in [0, 1, 7, 1 << 20, u64::MAX] {
         if let Ok((start, end)) = range.resolve(size) {
-            assert!(start < end && end <= size, "{range:?} in {size}: {start}..{end}");
+            assert!(
+                start < end && end <= size,
+                "{range:?} in {size}: {start}..{end}"
+            );
         }
     }
 }
@@ -100,8 +103,11 @@ pub fn token(data: &[u8]) {
     assert!(!caller.namespace.is_empty());
 }
 
+/// One fuzz target: its name (a directory of fuzz/corpus) and its check.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// The targets by name, for the corpus replay.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [Target; 5] = [
     ("twirp_body", twirp_body),
     ("block_list", block_list),
     ("range", range),
