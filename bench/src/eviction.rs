@@ -11,7 +11,6 @@ use anyhow::{bail, Context, Result};
 use hoard_db::SeedEntry;
 use hoard_e2e::{Backend, Deployment, Server};
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
 use std::io::BufRead;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,53 +50,37 @@ async fn seed(url: &str, entries: usize) -> Result<()> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let per_namespace = entries / NAMESPACES;
     let t = Instant::now();
-    let mut rows = Vec::with_capacity(10_000);
-    for ns in 0..NAMESPACES {
-        for i in 0..per_namespace {
-            let scope = if i % 4 == 0 {
+    let namespaced = (0..NAMESPACES).flat_map(|ns| (0..per_namespace).map(move |i| (ns, i)));
+    let mut seeds = namespaced
+        .map(|(ns, i)| SeedEntry {
+            namespace: format!("org-{ns:04}/repo"),
+            scope: if i % 4 == 0 {
                 format!("refs/pull/{}/merge", i % 97)
             } else {
                 "refs/heads/main".to_string()
-            };
-            rows.push(SeedEntry {
-                namespace: format!("org-{ns:04}/repo"),
-                scope,
-                key: format!("deps-{i:06}"),
-                version: VERSION.into(),
-                size: rng.gen_range(MIB..=20 * MIB),
-                last_accessed_at: now - rng.gen_range(0..30 * DAY_MS),
-            });
-            if rows.len() == rows.capacity() {
-                store
-                    .insert_committed_bulk(&rows)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                rows.clear();
-            }
-        }
-    }
-    // What the clients look up during the passes: fresh, inside every rule.
-    for i in 0..LOOKUP_ENTRIES {
-        rows.push(SeedEntry {
+            },
+            key: format!("deps-{i:06}"),
+            version: VERSION.into(),
+            size: rng.gen_range(MIB..=20 * MIB),
+            last_accessed_at: now - rng.gen_range(0..30 * DAY_MS),
+        })
+        // What the clients look up during the passes: fresh, inside every rule.
+        .chain((0..LOOKUP_ENTRIES).map(|i| SeedEntry {
             namespace: "default".into(),
             scope: "default".into(),
             key: format!("lookup-key-{i:07}"),
             version: VERSION.into(),
             size: 0,
             last_accessed_at: now,
-        });
-        if rows.len() == rows.capacity() {
-            store
-                .insert_committed_bulk(&rows)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            rows.clear();
-        }
+        }))
+        .peekable();
+    while seeds.peek().is_some() {
+        let rows: Vec<SeedEntry> = seeds.by_ref().take(10_000).collect();
+        store
+            .insert_committed_bulk(&rows)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    store
-        .insert_committed_bulk(&rows)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
     store.close().await;
     println!(
         "seeded {} entries in {NAMESPACES} namespaces + {LOOKUP_ENTRIES} for lookups in {:.1} s",
@@ -185,20 +168,11 @@ fn lookup_clients(
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 while !stop.load(Ordering::Relaxed) {
                     tick.tick().await;
-                    let i = rng.gen_range(0..LOOKUP_ENTRIES);
-                    let key = format!("lookup-key-{i:07}");
-                    let body = json!({"key": key, "version": VERSION}).to_string();
-                    let s = Instant::now();
-                    let r = http
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await?;
-                    let v: Value = r.json().await?;
-                    lat.push(s.elapsed());
-                    if v["ok"] != json!(true) {
-                        bail!("lookup of {key} missed during the pass: {v}");
+                    let key = format!("lookup-key-{:07}", rng.gen_range(0..LOOKUP_ENTRIES));
+                    let (took, hit) = crate::timed_lookup(&http, &url, &key).await?;
+                    lat.push(took);
+                    if !hit {
+                        bail!("lookup of {key} missed during the pass");
                     }
                 }
                 Ok(lat)

@@ -591,6 +591,20 @@ async fn throughput(args: &Args, size_gib: u64, backend: Backend) -> Result<()> 
     Ok(())
 }
 
+/// One GetCacheEntryDownloadURL: how long it took and whether it hit.
+async fn timed_lookup(http: &reqwest::Client, url: &str, key: &str) -> Result<(Duration, bool)> {
+    let body = json!({"key": key, "version": VERSION}).to_string();
+    let s = Instant::now();
+    let r = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    let v: Value = r.json().await?;
+    Ok((s.elapsed(), v["ok"] == json!(true)))
+}
+
 async fn lookups(args: &Args, backend: Backend) -> Result<()> {
     let data = args.work.join("lookup-data");
     let _ = std::fs::remove_dir_all(&data);
@@ -643,19 +657,11 @@ async fn lookups(args: &Args, backend: Backend) -> Result<()> {
                 let mut lat = Vec::new();
                 while Instant::now() < deadline {
                     let i = (rng.next_u64() % n as u64) as usize;
-                    let body = json!({"key": format!("lookup-key-{i:07}"), "version": VERSION})
-                        .to_string();
-                    let s = Instant::now();
-                    let r = http
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await?;
-                    let v: Value = r.json().await?;
-                    lat.push(s.elapsed());
-                    if v["ok"] != json!(true) {
-                        bail!("lookup missed: {v}");
+                    let key = format!("lookup-key-{i:07}");
+                    let (took, hit) = timed_lookup(&http, &url, &key).await?;
+                    lat.push(took);
+                    if !hit {
+                        bail!("lookup of {key} missed");
                     }
                 }
                 Ok::<_, anyhow::Error>(lat)

@@ -425,6 +425,18 @@ pub mod client {
         finalize(server, key, version, size).await;
     }
 
+    /// A blob response's status, `x-ms-error-code` and body.
+    pub async fn azure(r: reqwest::Response) -> (u16, String, String) {
+        let status = r.status().as_u16();
+        let code = r
+            .headers()
+            .get("x-ms-error-code")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = r.text().await.unwrap();
+        (status, code, body)
+    }
+
     /// Looks a key up; returns the download URL on a hit.
     pub async fn lookup(server: &super::Server, key: &str, version: &str) -> Option<String> {
         let http = reqwest::Client::new();

@@ -2,7 +2,7 @@
 //! serving, and no stored entry changes.
 
 use hmac::{Hmac, Mac};
-use hoard_e2e::client::{commit_blocks, restore, save, twirp};
+use hoard_e2e::client::{azure, commit_blocks, restore, save, twirp};
 use hoard_e2e::Server;
 use prost::Message;
 use serde_json::{json, Value};
@@ -42,17 +42,6 @@ async fn twirp_raw(s: &Server, method: &str, ctype: &str, body: Vec<u8>) -> (u16
     );
     let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).expect("JSON error body");
     (status, v)
-}
-
-async fn azure(r: reqwest::Response) -> (u16, String, String) {
-    let status = r.status().as_u16();
-    let code = r
-        .headers()
-        .get("x-ms-error-code")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let body = r.text().await.unwrap();
-    (status, code, body)
 }
 
 async fn upload_url(s: &Server, key: &str) -> String {

@@ -78,13 +78,7 @@ async fn a_save_into_a_full_namespace_evicts_its_least_recently_used_at_once() {
 
 /// The Azure error code of a refused blob request.
 async fn azure_refusal(r: reqwest::Response) -> (u16, String) {
-    let status = r.status().as_u16();
-    let code = r
-        .headers()
-        .get("x-ms-error-code")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let body = r.text().await.unwrap();
+    let (status, code, body) = hoard_e2e::client::azure(r).await;
     assert!(body.contains(&format!("<Code>{code}</Code>")), "{body}");
     (status, code)
 }

@@ -7,6 +7,30 @@ use std::time::Duration;
 
 const V: &str = "deletion-version";
 
+/// Reads the rest of a download slowly, past the moment its bytes become
+/// deletable: it must finish whole; then the bytes go once the grace is over.
+async fn finish_then_bytes_go(
+    server: &Server,
+    id: &str,
+    mut response: reqwest::Response,
+    mut got: Vec<u8>,
+    data: &[u8],
+) {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        got.extend_from_slice(&chunk);
+    }
+    assert!(got == data, "the download finished whole");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !server.entry_objects(id).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bytes were never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_download_in_flight_outlives_the_delete() {
     let server = Server::start_with(&[
@@ -17,7 +41,7 @@ async fn a_download_in_flight_outlives_the_delete() {
     let id = save(&server, "doomed", V, &data).await;
     let url = lookup(&server, "doomed", V).await.unwrap();
     let mut response = reqwest::get(&url).await.unwrap();
-    let mut got = response.chunk().await.unwrap().unwrap().to_vec();
+    let got = response.chunk().await.unwrap().unwrap().to_vec();
 
     delete(&server, "doomed").await;
     assert_eq!(
@@ -30,22 +54,7 @@ async fn a_download_in_flight_outlives_the_delete() {
         "bytes kept for the grace period"
     );
 
-    // Read the rest slowly, past the moment the bytes become deletable.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    while let Some(chunk) = response.chunk().await.unwrap() {
-        got.extend_from_slice(&chunk);
-    }
-    assert!(got == data, "the download finished whole");
-
-    // Once the grace period is over, a background pass deletes the bytes.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !server.entry_objects(&id).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the bytes were never deleted"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    finish_then_bytes_go(&server, &id, response, got, &data).await;
     // A new download with the old URL is a clean 404, not a partial body.
     assert_eq!(reqwest::get(&url).await.unwrap().status().as_u16(), 404);
 }
@@ -67,7 +76,7 @@ async fn a_download_in_flight_outlives_eviction() {
     let id = save(&server, "old", V, &data).await;
     let url = lookup(&server, "old", V).await.unwrap();
     let mut response = reqwest::get(&url).await.unwrap();
-    let mut got = response.chunk().await.unwrap().unwrap().to_vec();
+    let got = response.chunk().await.unwrap().unwrap().to_vec();
 
     // The lookup made "old" the most recently used; a newer save of the same
     // size still has to evict it, the only other entry.
@@ -79,18 +88,6 @@ async fn a_download_in_flight_outlives_eviction() {
         server.log()
     );
     assert_eq!(lookup(&server, "old", V).await, None);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    while let Some(chunk) = response.chunk().await.unwrap() {
-        got.extend_from_slice(&chunk);
-    }
-    assert!(got == data, "the download finished whole");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !server.entry_objects(&id).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the bytes were never deleted"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    finish_then_bytes_go(&server, &id, response, got, &data).await;
     assert!(lookup(&server, "new", V).await.is_some());
 }
