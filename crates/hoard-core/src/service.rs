@@ -474,6 +474,18 @@ impl CacheService {
         holder: &str,
         lease_ms: i64,
     ) -> Result<Option<Evicted>, CoreError> {
+        self.leader_pass(holder, lease_ms, true).await
+    }
+
+    /// A full pass under the evictor lease; `analyze` refreshes the planner's
+    /// statistics first (the interval pass does, once per interval; a pass on
+    /// pressure, which can follow every save, does not).
+    async fn leader_pass(
+        &self,
+        holder: &str,
+        lease_ms: i64,
+        analyze: bool,
+    ) -> Result<Option<Evicted>, CoreError> {
         let now = now_millis();
         if !self
             .meta
@@ -484,7 +496,9 @@ impl CacheService {
         }
         // Recent restores count: this replica's buffered accesses go first.
         self.flush_accesses().await?;
-        self.meta.refresh_statistics().await?;
+        if analyze {
+            self.meta.refresh_statistics().await?;
+        }
         let pass = self.eviction_pass(None, now).await?;
         Ok(Some(self.run_pass(pass, Some((holder, lease_ms))).await?))
     }
@@ -554,7 +568,7 @@ impl CacheService {
                 .global_excess(self.meta.usage(None).await?)
                 > 0
         {
-            if let Some(one) = self.evict_if_leader(holder, lease_ms).await? {
+            if let Some(one) = self.leader_pass(holder, lease_ms, false).await? {
                 done.entries += one.entries;
                 done.bytes += one.bytes;
             }
