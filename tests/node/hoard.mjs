@@ -108,9 +108,13 @@ async function deployment() {
   return { env, cleanup: async () => { for (const c of cleanups.reverse()) await c(); } };
 }
 
-export async function startHoard(env = {}) {
+// `options.databaseUrl` may rewrite the database URL (e.g. to add a password).
+export async function startHoard(env = {}, options = {}) {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'hoard-node-'));
   const stores = await deployment();
+  if (options.databaseUrl && stores.env.HOARD_DATABASE_URL) {
+    stores.env.HOARD_DATABASE_URL = options.databaseUrl(stores.env.HOARD_DATABASE_URL);
+  }
   const child = spawn(hoardBin(), ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
     env: { ...process.env, HOARD_LOG: 'info', ...stores.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

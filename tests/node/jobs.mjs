@@ -10,8 +10,9 @@ import { runnerEnv } from './hoard.mjs';
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 // Helpers bound to a hoard (its URL) and a directory for job workspaces, both
-// read when called, so they can be set up in a before() hook.
-export function jobs(url, root) {
+// read when called, so they can be set up in a before() hook; `env` gives more
+// runner variables (e.g. the job's ACTIONS_RUNTIME_TOKEN).
+export function jobs(url, root, env = () => ({})) {
   // A fresh job workspace and temp dir.
   function job(name) {
     const ws = path.join(root(), name, 'workspace');
@@ -26,7 +27,7 @@ export function jobs(url, root) {
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [path.join(here, 'worker.mjs'), op, key, JSON.stringify(restoreKeys), ...paths], {
         cwd: here,
-        env: { ...process.env, ...runnerEnv(url()), GITHUB_WORKSPACE: j.ws, RUNNER_TEMP: j.temp, GITHUB_SERVER_URL: '' },
+        env: { ...process.env, ...runnerEnv(url(), env()), GITHUB_WORKSPACE: j.ws, RUNNER_TEMP: j.temp, GITHUB_SERVER_URL: '' },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let out = '';

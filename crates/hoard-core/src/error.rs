@@ -26,6 +26,16 @@ pub enum CoreError {
     /// A body was larger than a limit allows.
     #[error("{0}")]
     TooLarge(String),
+    /// The caller may not do this (e.g. write with a read-only token).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A limit on the namespace's uploads is reached; retry after this many
+    /// seconds.
+    #[error("{message}")]
+    Exhausted {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// The client's body stream failed (disconnect, bad framing).
     #[error("the request body could not be read: {0}")]
     Body(String),

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod eviction;
+pub mod limits;
 pub mod matching;
 pub mod model;
 pub mod policy;

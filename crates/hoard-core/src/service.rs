@@ -10,7 +10,9 @@ use crate::signing::{Operation, SignatureError, UrlSigner};
 use crate::store::{
     BlobCommit, BlobError, BlobStore, ByteStream, Finalized, MetaStore, Reservation, Staged,
 };
-use crate::{now_millis, validate};
+use crate::limits::UploadRate;
+use crate::now_millis;
+use crate::validate::NameLimits;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -38,6 +40,12 @@ pub struct ServiceConfig {
     pub delete_grace_secs: i64,
     /// Budgets, retention and entry size limits.
     pub policy: Arc<Policy>,
+    /// Longest keys and versions.
+    pub names: NameLimits,
+    /// Unfinished uploads a namespace may have open at once; `None`: no limit.
+    pub max_open_uploads: Option<u64>,
+    /// Uploads a namespace may start per minute (per replica); `None`: no limit.
+    pub uploads_per_minute: Option<u32>,
 }
 
 impl Default for ServiceConfig {
@@ -51,9 +59,16 @@ impl Default for ServiceConfig {
             direct_download: false,
             delete_grace_secs: 900,
             policy: Arc::new(Policy::default()),
+            names: NameLimits::default(),
+            max_open_uploads: None,
+            uploads_per_minute: None,
         }
     }
 }
+
+/// How long a client told that its namespace has too many open uploads should
+/// wait: uploads of cache archives typically finish within seconds to minutes.
+const OPEN_UPLOADS_RETRY_SECS: u64 = 30;
 
 /// A signed reference to one entry for one operation; the server renders it as a URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +84,7 @@ pub struct CacheService {
     blobs: Arc<dyn BlobStore>,
     signer: UrlSigner,
     config: ServiceConfig,
+    rate: Option<UploadRate>,
     /// Last-access times not yet written: entry id -> millis.
     accesses: Mutex<HashMap<i64, i64>>,
     /// Namespaces that committed an entry since the last pressure check.
@@ -100,6 +116,7 @@ impl CacheService {
             meta,
             blobs,
             signer,
+            rate: config.uploads_per_minute.map(UploadRate::new),
             config,
             accesses: Mutex::new(HashMap::new()),
             pressure: Mutex::new(HashSet::new()),
@@ -137,7 +154,38 @@ impl CacheService {
         caller
             .write_scope
             .as_deref()
-            .ok_or_else(|| CoreError::InvalidArgument("the token grants no writable scope".into()))
+            .ok_or_else(|| {
+                CoreError::PermissionDenied(
+                    "cache write denied: the token grants no writable scope".into(),
+                )
+            })
+    }
+
+    /// Refuses a new upload when the namespace is at its limits; takes one from
+    /// its rate allowance otherwise.
+    async fn admit_upload(&self, namespace: &str, stale_before: i64) -> Result<(), CoreError> {
+        if let Some(max) = self.config.max_open_uploads {
+            let open = self.meta.open_uploads(namespace, stale_before).await?;
+            if open >= max {
+                return Err(CoreError::Exhausted {
+                    message: format!(
+                        "namespace has {open} uploads in progress; at most {max} are allowed at once"
+                    ),
+                    retry_after_secs: OPEN_UPLOADS_RETRY_SECS,
+                });
+            }
+        }
+        if let Some(rate) = &self.rate {
+            rate.take(namespace, std::time::Instant::now())
+                .map_err(|secs| CoreError::Exhausted {
+                    message: format!(
+                        "too many cache uploads in this namespace: at most {} per minute",
+                        self.config.uploads_per_minute.unwrap_or_default()
+                    ),
+                    retry_after_secs: secs,
+                })?;
+        }
+        Ok(())
     }
 
     /// CreateCacheEntry: reserves key+version in the caller's write scope.
@@ -147,11 +195,12 @@ impl CacheService {
         key: &str,
         version: &str,
     ) -> Result<SignedRef, CoreError> {
-        validate::key(key)?;
-        validate::version(version)?;
+        self.config.names.key(key)?;
+        self.config.names.version(version)?;
         let scope = Self::write_scope(caller)?;
         let now = now_millis();
         let stale_before = now - self.config.pending_timeout_secs * 1000;
+        self.admit_upload(&caller.namespace, stale_before).await?;
         match self
             .meta
             .reserve(&caller.namespace, scope, key, version, now, stale_before)
@@ -178,8 +227,8 @@ impl CacheService {
         version: &str,
         size: i64,
     ) -> Result<i64, CoreError> {
-        validate::key(key)?;
-        validate::version(version)?;
+        self.config.names.key(key)?;
+        self.config.names.version(version)?;
         if size < 0 {
             return Err(CoreError::InvalidArgument("size_bytes is negative".into()));
         }
@@ -215,8 +264,8 @@ impl CacheService {
         restore_keys: &[String],
         version: &str,
     ) -> Result<Option<Entry>, CoreError> {
-        validate::lookup_keys(key, restore_keys)?;
-        validate::version(version)?;
+        self.config.names.lookup_keys(key, restore_keys)?;
+        self.config.names.version(version)?;
         let mut keys: Vec<&str> = Vec::with_capacity(1 + restore_keys.len());
         keys.push(key);
         keys.extend(restore_keys.iter().map(String::as_str));
@@ -272,7 +321,7 @@ impl CacheService {
 
     /// DeleteCacheEntry: removes the caller's committed entries with this key.
     pub async fn delete(&self, caller: &Caller, key: &str) -> Result<Vec<i64>, CoreError> {
-        validate::key(key)?;
+        self.config.names.key(key)?;
         let scope = Self::write_scope(caller)?;
         let ids = self.meta.delete_key(&caller.namespace, scope, key).await?;
         self.remove_objects_later(&ids).await;
@@ -290,11 +339,11 @@ impl CacheService {
     ) -> Result<Vec<Entry>, CoreError> {
         let mut prefixes: Vec<String> = Vec::new();
         if !key.is_empty() {
-            validate::key(key)?;
+            self.config.names.key(key)?;
             prefixes.push(key.to_string());
         }
         for k in restore_keys {
-            validate::key(k)?;
+            self.config.names.key(k)?;
             prefixes.push(k.clone());
         }
         Ok(self

@@ -110,6 +110,9 @@ pub trait MetaStore: Send + Sync + 'static {
         stale_before: i64,
     ) -> Result<Reservation, StoreError>;
 
+    /// Unfinished uploads of a namespace reserved at or after `since`.
+    async fn open_uploads(&self, namespace: &str, since: i64) -> Result<u64, StoreError>;
+
     /// An entry in any state, by id.
     async fn entry(&self, id: i64) -> Result<Option<Entry>, StoreError>;
 

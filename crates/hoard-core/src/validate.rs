@@ -3,51 +3,70 @@
 
 use crate::error::CoreError;
 
-/// GitHub's limit, which the toolkit also enforces.
-pub const MAX_KEY_CHARS: usize = 512;
-/// The toolkit's versions are 64 hex characters; leave room for other clients.
-pub const MAX_VERSION_CHARS: usize = 512;
 /// key + 9 restore keys, as GitHub allows.
 pub const MAX_KEYS_PER_LOOKUP: usize = 10;
 
-pub fn key(key: &str) -> Result<(), CoreError> {
-    if key.is_empty() {
-        return Err(CoreError::InvalidArgument("the key is empty".into()));
-    }
-    let chars = key.chars().count();
-    if chars > MAX_KEY_CHARS {
-        return Err(CoreError::InvalidArgument(format!(
-            "the key is {chars} characters long; at most {MAX_KEY_CHARS} are allowed"
-        )));
-    }
-    Ok(())
+/// How long keys and versions may be, in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameLimits {
+    /// GitHub's limit (512), which the toolkit also enforces.
+    pub key_chars: usize,
+    /// The toolkit's versions are 64 hex characters; the default (512) leaves
+    /// room for other clients.
+    pub version_chars: usize,
 }
 
-pub fn version(version: &str) -> Result<(), CoreError> {
-    if version.is_empty() {
-        return Err(CoreError::InvalidArgument("the version is empty".into()));
+impl Default for NameLimits {
+    fn default() -> Self {
+        NameLimits {
+            key_chars: 512,
+            version_chars: 512,
+        }
     }
-    if version.chars().count() > MAX_VERSION_CHARS {
-        return Err(CoreError::InvalidArgument(format!(
-            "the version is longer than {MAX_VERSION_CHARS} characters"
-        )));
-    }
-    Ok(())
 }
 
-/// The primary key and the restore keys of a lookup.
-pub fn lookup_keys(primary: &str, restore: &[String]) -> Result<(), CoreError> {
-    key(primary)?;
-    if 1 + restore.len() > MAX_KEYS_PER_LOOKUP {
-        return Err(CoreError::InvalidArgument(format!(
-            "{} keys given; at most {MAX_KEYS_PER_LOOKUP} (key and restore keys) are allowed",
-            1 + restore.len()
-        )));
+impl NameLimits {
+    pub fn key(&self, key: &str) -> Result<(), CoreError> {
+        if key.is_empty() {
+            return Err(CoreError::InvalidArgument("the key is empty".into()));
+        }
+        let chars = key.chars().count();
+        if chars > self.key_chars {
+            return Err(CoreError::InvalidArgument(format!(
+                "the key is {chars} characters long; at most {} are allowed",
+                self.key_chars
+            )));
+        }
+        Ok(())
     }
-    for k in restore {
-        key(k)?;
+
+    pub fn version(&self, version: &str) -> Result<(), CoreError> {
+        if version.is_empty() {
+            return Err(CoreError::InvalidArgument("the version is empty".into()));
+        }
+        if version.chars().count() > self.version_chars {
+            return Err(CoreError::InvalidArgument(format!(
+                "the version is longer than {} characters",
+                self.version_chars
+            )));
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// The primary key and the restore keys of a lookup.
+    pub fn lookup_keys(&self, primary: &str, restore: &[String]) -> Result<(), CoreError> {
+        self.key(primary)?;
+        if 1 + restore.len() > MAX_KEYS_PER_LOOKUP {
+            return Err(CoreError::InvalidArgument(format!(
+                "{} keys given; at most {MAX_KEYS_PER_LOOKUP} (key and restore keys) are allowed",
+                1 + restore.len()
+            )));
+        }
+        for k in restore {
+            self.key(k)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -56,6 +75,12 @@ mod tests {
 
     #[test]
     fn key_limits_count_characters() {
+        let l = NameLimits::default();
+        let (key, version, lookup_keys) = (
+            |k: &str| l.key(k),
+            |v: &str| l.version(v),
+            |k: &str, r: &[String]| l.lookup_keys(k, r),
+        );
         assert!(key("a").is_ok());
         assert!(key(&"é".repeat(512)).is_ok());
         assert!(key(&"a".repeat(513)).is_err());

@@ -415,6 +415,19 @@ impl MetaStore for SqlStore {
         Ok(Reservation::Created { id, replaced })
     }
 
+    async fn open_uploads(&self, namespace: &str, since: i64) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM entries
+             WHERE namespace = $1 AND state IN ('pending', 'uploaded') AND created_at >= $2",
+        )
+        .bind(namespace)
+        .bind(since)
+        .fetch_one(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn entry(&self, id: i64) -> Result<Option<Entry>, StoreError> {
         let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE id = $1");
         let row = sqlx::query(&sql)

@@ -14,6 +14,7 @@ pub enum AzureCode {
     MissingRequiredHeader,
     RequestBodyTooLarge,
     BlobImmutable,
+    BlockListTooLong,
     InvalidInput,
     InternalError,
     ServerBusy,
@@ -34,6 +35,7 @@ impl AzureCode {
             AzureCode::MissingRequiredHeader => "MissingRequiredHeader",
             AzureCode::RequestBodyTooLarge => "RequestBodyTooLarge",
             AzureCode::BlobImmutable => "BlobImmutable",
+            AzureCode::BlockListTooLong => "BlockListTooLong",
             AzureCode::InvalidInput => "InvalidInput",
             AzureCode::InternalError => "InternalError",
             AzureCode::ServerBusy => "ServerBusy",
@@ -56,6 +58,7 @@ impl AzureCode {
             | AzureCode::InvalidHeaderValue
             | AzureCode::InvalidQueryParameterValue
             | AzureCode::InvalidXmlDocument
+            | AzureCode::BlockListTooLong
             | AzureCode::MissingRequiredHeader
             | AzureCode::InvalidInput => 400,
         }

@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use hoard_core::signing::{Operation, SignatureError};
 use hoard_core::CoreError;
 use hoard_proto::azure::{error_xml, AzureCode};
-use hoard_proto::blocklist::{parse_block_list, validate_block_id};
+use hoard_proto::blocklist::{parse_block_list, validate_block_id, BlockListError};
 use hoard_proto::range::{parse_range, RangeError};
 
 pub const ROUTE: &str = "/blob/cache/{id}";
@@ -85,6 +85,9 @@ fn azure_error(e: CoreError) -> AzureError {
         }
         CoreError::FailedPrecondition(m) => AzureError::new(AzureCode::InvalidInput, m),
         CoreError::Body(m) => AzureError::new(AzureCode::InvalidInput, m),
+        CoreError::PermissionDenied(m) => AzureError::new(AzureCode::AuthenticationFailed, m),
+        // Blob operations are not rate limited; this is for completeness.
+        CoreError::Exhausted { message, .. } => AzureError::new(AzureCode::ServerBusy, message),
         e @ (CoreError::Store(_) | CoreError::Blob(_)) => {
             tracing::error!(error = %e, "storage failure");
             AzureError::new(AzureCode::ServerBusy, "storage is unavailable; retry later")
@@ -264,8 +267,13 @@ async fn put(app: &AppState, id: &str, request: Request) -> Result<Response, Azu
                         "the block list could not be read or is too large",
                     )
                 })?;
-            let ids = parse_block_list(&body, svc.config().max_blocks)
-                .map_err(|e| AzureError::new(AzureCode::InvalidXmlDocument, e.to_string()))?;
+            let ids = parse_block_list(&body, svc.config().max_blocks).map_err(|e| {
+                let code = match e {
+                    BlockListError::TooMany(_) => AzureCode::BlockListTooLong,
+                    _ => AzureCode::InvalidXmlDocument,
+                };
+                AzureError::new(code, e.to_string())
+            })?;
             svc.put_block_list(entry_id, &ids)
                 .await
                 .map_err(azure_error)?;

@@ -4,6 +4,7 @@
 //! cargo-fuzz targets in `fuzz/` call these; the ordinary test suite replays the
 //! saved corpus through them (tests/fuzz_corpus.rs).
 
+use crate::auth::jwt::{JwtConfig, JwtVerifier};
 use crate::{auth, blob};
 use axum::http::{HeaderMap, HeaderValue};
 use hoard_core::signing::{Operation, UrlSigner};
@@ -88,8 +89,26 @@ pub fn signed_query(data: &[u8]) {
     }
 }
 
-/// An `Authorization` header's bearer token: a caller, in a namespace, comes out
-/// of anything.
+/// The verifier of the github-jwt mode with one public key whose private key is
+/// not in the repository: no input may verify.
+fn test_verifier() -> &'static JwtVerifier {
+    static V: std::sync::OnceLock<JwtVerifier> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        JwtVerifier::new(JwtConfig {
+            issuer: "https://token.actions.githubusercontent.com".into(),
+            audience: Vec::new(),
+            leeway_secs: 60,
+            namespace_claim: "repository_id".into(),
+            jwks_url: None,
+            pem_keys: vec![include_bytes!("../tests/data/jwt-test-public.pem").to_vec()],
+        })
+        .expect("the test key parses")
+    })
+}
+
+/// An `Authorization` header's bearer token: the trusted-network mode makes a
+/// caller, in a namespace, of anything; the github-jwt mode verifies nothing
+/// that its key did not sign.
 pub fn token(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -99,8 +118,11 @@ pub fn token(data: &[u8]) {
     };
     let mut headers = HeaderMap::new();
     headers.insert(axum::http::header::AUTHORIZATION, value);
-    let caller = auth::caller(&headers);
-    assert!(!caller.namespace.is_empty());
+    let trusted = futures::executor::block_on(
+        auth::Authenticator::trusted_network().caller(&headers, None),
+    );
+    assert!(!trusted.expect("trusted network admits all").namespace.is_empty());
+    assert!(futures::executor::block_on(test_verifier().verify(text)).is_err());
 }
 
 /// One fuzz target: its name (a directory of fuzz/corpus) and its check.

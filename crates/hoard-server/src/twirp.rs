@@ -1,29 +1,37 @@
 //! The v2 cache service over Twirp: `POST /twirp/<service>/<method>`, JSON or
 //! protobuf in, the same encoding out, Twirp JSON errors.
 
-use crate::{auth, urls, AppState};
+use crate::{urls, AppState};
 use axum::extract::{Path, Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hoard_core::{CoreError, Entry};
 use hoard_proto::twirp::{self as pb, Encoding, TwirpMessage, CACHE_SERVICE};
 use hoard_proto::twirp_error::{TwirpCode, TwirpError};
 
-/// Twirp bodies are small (10 keys of 512 characters at most); anything past this
-/// is not a cache request.
-const MAX_BODY: usize = 256 * 1024;
 /// Most entries ListCacheEntries answers with.
 const LIST_LIMIT: i64 = 1000;
+
+/// The Twirp error's meta key whose value is also sent as `Retry-After`.
+const RETRY_AFTER: &str = "retry_after";
 
 fn error_response(e: &TwirpError) -> Response {
     let status =
         StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
+    let mut r = (
         status,
         [(header::CONTENT_TYPE, "application/json")],
         e.to_json(),
     )
-        .into_response()
+        .into_response();
+    if let Some(v) = e
+        .meta
+        .get(RETRY_AFTER)
+        .and_then(|s| HeaderValue::from_str(s).ok())
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 fn reply<T: TwirpMessage>(enc: Encoding, msg: &T) -> Response {
@@ -48,6 +56,12 @@ fn twirp_error(e: CoreError) -> TwirpError {
         CoreError::NotFound(m) => TwirpError::new(TwirpCode::NotFound, m),
         CoreError::FailedPrecondition(m) => TwirpError::new(TwirpCode::FailedPrecondition, m),
         CoreError::Body(m) => TwirpError::new(TwirpCode::Malformed, m),
+        CoreError::PermissionDenied(m) => TwirpError::new(TwirpCode::PermissionDenied, m),
+        CoreError::Exhausted {
+            message,
+            retry_after_secs,
+        } => TwirpError::new(TwirpCode::ResourceExhausted, message)
+            .with_meta(RETRY_AFTER, retry_after_secs.to_string()),
         e @ (CoreError::Store(_) | CoreError::Blob(_)) => {
             tracing::error!(error = %e, "storage failure");
             TwirpError::new(
@@ -76,7 +90,25 @@ pub async fn handle(
     Path(path): Path<String>,
     request: Request,
 ) -> Response {
-    match dispatch(&app, &path, request).await {
+    respond(&app, &path, None, request).await
+}
+
+/// The same under a base URL carrying a tenant token: `/t/<token>/twirp/...`.
+pub async fn handle_tenant(
+    State(app): State<AppState>,
+    Path((token, path)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    respond(&app, &path, Some(&token), request).await
+}
+
+async fn respond(
+    app: &AppState,
+    path: &str,
+    path_token: Option<&str>,
+    request: Request,
+) -> Response {
+    match dispatch(app, path, path_token, request).await {
         Ok(r) => r,
         Err(e) => {
             if e.code.http_status() >= 500 {
@@ -89,7 +121,12 @@ pub async fn handle(
     }
 }
 
-async fn dispatch(app: &AppState, path: &str, request: Request) -> Result<Response, TwirpError> {
+async fn dispatch(
+    app: &AppState,
+    path: &str,
+    path_token: Option<&str>,
+    request: Request,
+) -> Result<Response, TwirpError> {
     let Some((service, method)) = path.split_once('/') else {
         return Err(TwirpError::new(
             TwirpCode::BadRoute,
@@ -119,23 +156,41 @@ async fn dispatch(app: &AppState, path: &str, request: Request) -> Result<Respon
                 "Content-Type must be application/json or application/protobuf",
             )
         })?;
-    let body = axum::body::to_bytes(request.into_body(), MAX_BODY)
+    // Who asks is settled before the body is read.
+    let caller = app
+        .auth
+        .caller(&headers, path_token)
+        .await
+        .map_err(|u| TwirpError::new(TwirpCode::Unauthenticated, u.0))?;
+    let max = app.limits.max_twirp_body_bytes;
+    let body = axum::body::to_bytes(request.into_body(), max)
         .await
         .map_err(|_| {
             TwirpError::new(
                 TwirpCode::Malformed,
-                format!("the request body could not be read or is larger than {MAX_BODY} bytes"),
+                format!("the request body could not be read or is larger than {max} bytes"),
             )
         })?;
-    let caller = auth::caller(&headers);
     let svc = &app.service;
     match method {
         "CreateCacheEntry" => {
             let req: pb::CreateCacheEntryRequest = pb::decode(enc, &body)?;
-            let signed = svc
-                .create(&caller, &req.key, &req.version)
-                .await
-                .map_err(twirp_error)?;
+            let signed = match svc.create(&caller, &req.key, &req.version).await {
+                Ok(signed) => signed,
+                // GitHub's answer to a read-only token, which the toolkit reports
+                // as a policy denial rather than a failure.
+                Err(CoreError::PermissionDenied(message)) => {
+                    return Ok(reply(
+                        enc,
+                        &pb::CreateCacheEntryResponse {
+                            ok: false,
+                            signed_upload_url: String::new(),
+                            message,
+                        },
+                    ))
+                }
+                Err(e) => return Err(twirp_error(e)),
+            };
             let base = urls::base_url(app.public_url.as_deref(), &headers);
             Ok(reply(
                 enc,

@@ -21,6 +21,146 @@ pub struct Config {
     pub uploads: Uploads,
     pub downloads: Downloads,
     pub eviction: Eviction,
+    pub auth: Auth,
+    pub limits: Limits,
+}
+
+/// Who may use which namespace (docs/security.md).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Auth {
+    /// `trusted-network`, `tenant-token`, `github-jwt` or
+    /// `tenant-token+github-jwt`.
+    pub mode: String,
+    pub tenants: Vec<TenantConfig>,
+    pub github: GithubJwt,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The tenant's namespace (with github-jwt: the prefix of its namespaces).
+    pub name: String,
+    /// `sha256:<salt hex>:<digest hex>`, from `hoard auth new-token`.
+    pub token_hash: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GithubJwt {
+    pub issuer: String,
+    /// Accepted `aud` values; empty: not checked.
+    pub audience: Vec<String>,
+    /// Where the signing keys are published; empty with public_key_files set:
+    /// only those keys.
+    pub jwks_url: String,
+    /// PEM public keys trusted besides (or instead of) the JWKS.
+    pub public_key_files: Vec<PathBuf>,
+    /// Clock skew allowed on exp and nbf.
+    pub leeway_secs: u64,
+    /// The claim naming the repository (the namespace).
+    pub namespace_claim: String,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            mode: "trusted-network".into(),
+            tenants: Vec::new(),
+            github: GithubJwt::default(),
+        }
+    }
+}
+
+impl Default for GithubJwt {
+    fn default() -> Self {
+        GithubJwt {
+            issuer: "https://token.actions.githubusercontent.com".into(),
+            audience: Vec::new(),
+            jwks_url: String::new(),
+            public_key_files: Vec::new(),
+            leeway_secs: 60,
+            namespace_claim: "repository_id".into(),
+        }
+    }
+}
+
+/// GitHub's key set, used when github-jwt has neither a JWKS URL nor key files.
+pub const GITHUB_JWKS_URL: &str = "https://token.actions.githubusercontent.com/.well-known/jwks";
+
+/// The auth modes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modes {
+    pub tenant_token: bool,
+    pub github_jwt: bool,
+}
+
+impl Auth {
+    pub fn modes(&self) -> Result<Modes> {
+        let mut m = Modes {
+            tenant_token: false,
+            github_jwt: false,
+        };
+        let mode = self.mode.trim();
+        if mode == "trusted-network" {
+            return Ok(m);
+        }
+        for part in mode.split('+').map(str::trim) {
+            match part {
+                "tenant-token" => m.tenant_token = true,
+                "github-jwt" => m.github_jwt = true,
+                other => bail!(
+                    "auth.mode {other:?} is unknown: trusted-network, tenant-token, github-jwt or tenant-token+github-jwt"
+                ),
+            }
+        }
+        Ok(m)
+    }
+
+    /// The JWKS URL to fetch, if any.
+    pub fn jwks_url(&self) -> Option<String> {
+        let g = &self.github;
+        match (g.jwks_url.is_empty(), g.public_key_files.is_empty()) {
+            (false, _) => Some(g.jwks_url.clone()),
+            (true, true) => Some(GITHUB_JWKS_URL.into()),
+            (true, false) => None,
+        }
+    }
+}
+
+/// Limits on what one request or one namespace may do; each refusal is the
+/// protocol's own error (docs/security.md).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub max_key_chars: usize,
+    pub max_version_chars: usize,
+    /// Blocks one block list may name.
+    pub max_blocks: usize,
+    /// All request headers together.
+    pub max_header_bytes: usize,
+    /// One Twirp request body.
+    pub max_twirp_body_bytes: usize,
+    /// Unfinished uploads one namespace may have open; 0: no limit.
+    pub max_open_uploads: u64,
+    /// Uploads one namespace may start per minute, per replica; 0: no limit.
+    pub uploads_per_minute: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let names = hoard_core::validate::NameLimits::default();
+        let http = hoard_server::HttpLimits::default();
+        Limits {
+            max_key_chars: names.key_chars,
+            max_version_chars: names.version_chars,
+            max_blocks: 50_000,
+            max_header_bytes: http.max_header_bytes,
+            max_twirp_body_bytes: http.max_twirp_body_bytes,
+            max_open_uploads: 0,
+            uploads_per_minute: 0,
+        }
+    }
 }
 
 /// What `hoard gc` removes. Defaults mirror GitHub's: 10 GiB per namespace,
@@ -76,7 +216,7 @@ impl Default for Eviction {
             interval_secs: 600,
             namespace_budget_bytes: 10 * 1024 * 1024 * 1024,
             retention_days: 7,
-            max_entry_bytes: 0,
+            max_entry_bytes: 10 * 1024 * 1024 * 1024,
             global_budget_bytes: 0,
             high_watermark: 0.9,
             low_watermark: 0.8,
@@ -220,6 +360,8 @@ impl Default for Config {
             uploads: Uploads::default(),
             downloads: Downloads::default(),
             eviction: Eviction::default(),
+            auth: Auth::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -280,6 +422,29 @@ fn parse_env<T: std::str::FromStr>(name: &str, slot: &mut T) -> Result<()> {
             .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid value"))?;
     }
     Ok(())
+}
+
+/// A comma-separated list, blanks dropped.
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// `name=hash,name=hash` (HOARD_AUTH_TENANTS).
+fn parse_tenants(v: &str) -> Result<Vec<TenantConfig>> {
+    list(v)
+        .into_iter()
+        .map(|t| match t.split_once('=') {
+            Some((name, hash)) => Ok(TenantConfig {
+                name: name.trim().to_string(),
+                token_hash: hash.trim().to_string(),
+            }),
+            None => bail!("HOARD_AUTH_TENANTS takes name=token_hash pairs separated by commas"),
+        })
+        .collect()
 }
 
 fn parse_bool(name: &str, v: &str) -> Result<bool> {
@@ -373,6 +538,35 @@ impl Config {
             &mut self.eviction.global_budget_bytes,
         )?;
         parse_env("HOARD_SIGNING_SECRET", &mut self.signing.secret)?;
+        parse_env("HOARD_AUTH_MODE", &mut self.auth.mode)?;
+        if let Ok(v) = std::env::var("HOARD_AUTH_TENANTS") {
+            self.auth.tenants = parse_tenants(&v)?;
+        }
+        let g = &mut self.auth.github;
+        parse_env("HOARD_AUTH_GITHUB_ISSUER", &mut g.issuer)?;
+        parse_env("HOARD_AUTH_GITHUB_JWKS_URL", &mut g.jwks_url)?;
+        parse_env("HOARD_AUTH_GITHUB_NAMESPACE_CLAIM", &mut g.namespace_claim)?;
+        parse_env("HOARD_AUTH_GITHUB_LEEWAY_SECS", &mut g.leeway_secs)?;
+        if let Ok(v) = std::env::var("HOARD_AUTH_GITHUB_AUDIENCE") {
+            g.audience = list(&v);
+        }
+        if let Ok(v) = std::env::var("HOARD_AUTH_GITHUB_PUBLIC_KEY_FILES") {
+            g.public_key_files = list(&v).into_iter().map(PathBuf::from).collect();
+        }
+        let l = &mut self.limits;
+        parse_env("HOARD_LIMITS_MAX_KEY_CHARS", &mut l.max_key_chars)?;
+        parse_env("HOARD_LIMITS_MAX_VERSION_CHARS", &mut l.max_version_chars)?;
+        parse_env("HOARD_LIMITS_MAX_BLOCKS", &mut l.max_blocks)?;
+        parse_env("HOARD_LIMITS_MAX_HEADER_BYTES", &mut l.max_header_bytes)?;
+        parse_env(
+            "HOARD_LIMITS_MAX_TWIRP_BODY_BYTES",
+            &mut l.max_twirp_body_bytes,
+        )?;
+        parse_env("HOARD_LIMITS_MAX_OPEN_UPLOADS", &mut l.max_open_uploads)?;
+        parse_env(
+            "HOARD_LIMITS_UPLOADS_PER_MINUTE",
+            &mut l.uploads_per_minute,
+        )?;
         parse_env(
             "HOARD_UPLOADS_PENDING_TIMEOUT_SECS",
             &mut self.uploads.pending_timeout_secs,
@@ -410,6 +604,9 @@ impl Config {
         c.signing.secret = mask(&c.signing.secret);
         c.storage.secret_access_key = mask(&c.storage.secret_access_key);
         c.database.url = crate::redact::url_password(&c.database.url);
+        for t in &mut c.auth.tenants {
+            t.token_hash = mask(&t.token_hash);
+        }
         c
     }
 
@@ -447,6 +644,30 @@ impl Config {
         }
         if self.storage.upload_buffer_bytes < self.storage.part_size_bytes {
             bail!("storage.upload_buffer_bytes must hold at least one part");
+        }
+        let modes = self.auth.modes()?;
+        if modes.tenant_token && self.auth.tenants.is_empty() {
+            bail!("auth.mode tenant-token needs at least one [[auth.tenants]]");
+        }
+        let mut names = std::collections::HashSet::new();
+        for t in &self.auth.tenants {
+            if t.name.is_empty() || !names.insert(t.name.as_str()) {
+                bail!("auth.tenants need distinct, non-empty names");
+            }
+            hoard_server::auth::tenant::TokenHash::parse(&t.token_hash)
+                .map_err(|e| anyhow::anyhow!("tenant {:?}: {e}", t.name))?;
+        }
+        if modes.github_jwt && self.auth.github.issuer.is_empty() {
+            bail!("auth.github.issuer must be set for github-jwt");
+        }
+        let l = &self.limits;
+        if l.max_key_chars == 0
+            || l.max_version_chars == 0
+            || l.max_blocks == 0
+            || l.max_header_bytes < 1024
+            || l.max_twirp_body_bytes < 1024
+        {
+            bail!("limits: key/version lengths and max_blocks must be positive, header and Twirp body limits at least 1024 bytes");
         }
         let url = &self.public_url;
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
@@ -490,7 +711,7 @@ mod tests {
         assert_eq!(policy.limits("org/x").budget_bytes, Some(100));
         assert_eq!(policy.limits("org/x").protected.len(), 1);
         assert_eq!(policy.limits("org/x").max_entry_bytes, Some(50));
-        assert_eq!(policy.defaults.max_entry_bytes, None);
+        assert_eq!(policy.defaults.max_entry_bytes, Some(10 << 30));
         assert_eq!(policy.scopes[0].retention_ms, Some(3 * DAY_MS));
         assert!(parse_bool("X", " TRUE ").unwrap());
         let mut secret = Config::default();
@@ -501,5 +722,31 @@ mod tests {
         for s in ["sign-me", "s3-secret", "pg-secret"] {
             assert!(!printed.contains(s), "{printed}");
         }
+    }
+
+    #[test]
+    fn auth_modes_and_tenants() {
+        let hash = hoard_server::auth::tenant::TokenHash::new("hoard_x").to_string();
+        let parsed: Config = toml::from_str(&format!(
+            "[auth]\nmode = \"tenant-token+github-jwt\"\n[[auth.tenants]]\nname = \"team-a\"\ntoken_hash = \"{hash}\"\n[auth.github]\npublic_key_files = [\"/k.pem\"]\n"
+        ))
+        .unwrap();
+        let modes = parsed.auth.modes().unwrap();
+        assert!(modes.tenant_token && modes.github_jwt);
+        assert_eq!(parsed.auth.jwks_url(), None);
+        assert!(parsed.validate().is_ok());
+        assert!(!toml::to_string(&parsed.masked()).unwrap().contains(&hash));
+        let mut c = Config::default();
+        assert!(!c.auth.modes().unwrap().tenant_token);
+        c.auth.mode = "github-jwt".into();
+        assert_eq!(c.auth.jwks_url().as_deref(), Some(GITHUB_JWKS_URL));
+        c.auth.mode = "tenant-token".into();
+        assert!(c.validate().is_err(), "tenant-token without tenants");
+        c.auth.mode = "open-sesame".into();
+        assert!(c.validate().is_err());
+        c.auth.mode = "tenant-token".into();
+        c.auth.tenants = parse_tenants(&format!("a={hash}, b=sha256:00:11")).unwrap();
+        assert!(c.validate().is_err(), "a malformed hash is refused at start");
+        assert!(parse_tenants("no-equals-sign").is_err());
     }
 }

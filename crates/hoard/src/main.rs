@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Tenant tokens for the tenant-token auth mode.
+    Auth {
+        #[command(subcommand)]
+        action: AuthAction,
+    },
     /// Exit 0 when the server at --url (default: the configured listen address)
     /// answers its health check; for container health checks.
     Healthcheck {
@@ -64,6 +69,14 @@ enum ConfigAction {
         #[arg(long, env = "HOARD_CONFIG")]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum AuthAction {
+    /// Print a new random tenant token and the hash to configure for it.
+    NewToken,
+    /// Read a token from standard input and print the hash to configure for it.
+    HashToken,
 }
 
 #[derive(clap::Args)]
@@ -120,6 +133,24 @@ fn main() -> Result<()> {
             let config = config::Config::load(config.as_deref())?;
             config.validate()?;
             print!("{}", toml::to_string(&config.masked())?);
+            Ok(())
+        }
+        Command::Auth { action } => {
+            use hoard_server::auth::tenant::{new_token, TokenHash};
+            let token = match action {
+                AuthAction::NewToken => new_token(),
+                AuthAction::HashToken => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    let token = line.trim().to_string();
+                    anyhow::ensure!(!token.is_empty(), "no token on standard input");
+                    token
+                }
+            };
+            if matches!(action, AuthAction::NewToken) {
+                println!("token = {token}");
+            }
+            println!("token_hash = \"{}\"", TokenHash::new(&token));
             Ok(())
         }
         Command::Gc {

@@ -6,7 +6,11 @@ use anyhow::{Context, Result};
 use hoard_core::signing::UrlSigner;
 use hoard_core::{CacheService, ServiceConfig};
 use hoard_db::{PoolConfig, SqlStore};
-use hoard_server::{router, AppState};
+use hoard_core::validate::NameLimits;
+use hoard_server::auth::jwt::{JwtConfig, JwtVerifier};
+use hoard_server::auth::tenant::{Tenant, TokenHash};
+use hoard_server::auth::Authenticator;
+use hoard_server::{router, AppState, HttpLimits};
 use hoard_storage::StorageOptions;
 use rand::RngCore;
 use std::sync::Arc;
@@ -112,15 +116,75 @@ pub async fn open_service(config: &Config) -> Result<(Arc<SqlStore>, Arc<CacheSe
             direct_download: config.storage.direct_download,
             delete_grace_secs: config.downloads.delete_grace_secs,
             policy: Arc::new(config.eviction.policy()),
-            ..ServiceConfig::default()
+            names: NameLimits {
+                key_chars: config.limits.max_key_chars,
+                version_chars: config.limits.max_version_chars,
+            },
+            max_blocks: config.limits.max_blocks,
+            max_open_uploads: (config.limits.max_open_uploads > 0)
+                .then_some(config.limits.max_open_uploads),
+            uploads_per_minute: (config.limits.uploads_per_minute > 0)
+                .then_some(config.limits.uploads_per_minute),
         },
     ));
 
     Ok((meta, service))
 }
 
+/// The configured auth modes, ready to check requests.
+fn authenticator(config: &Config) -> Result<Authenticator> {
+    let modes = config.auth.modes()?;
+    let tenants = if modes.tenant_token {
+        let mut out = Vec::new();
+        for t in &config.auth.tenants {
+            out.push(Tenant {
+                name: t.name.clone(),
+                token: TokenHash::parse(&t.token_hash)
+                    .map_err(|e| anyhow::anyhow!("tenant {:?}: {e}", t.name))?,
+            });
+        }
+        Some(out)
+    } else {
+        None
+    };
+    let jwt = if modes.github_jwt {
+        let g = &config.auth.github;
+        let mut pem_keys = Vec::new();
+        for f in &g.public_key_files {
+            pem_keys.push(
+                std::fs::read(f)
+                    .with_context(|| format!("reading the public key file {}", f.display()))?,
+            );
+        }
+        Some(
+            JwtVerifier::new(JwtConfig {
+                issuer: g.issuer.clone(),
+                audience: g.audience.clone(),
+                leeway_secs: g.leeway_secs,
+                namespace_claim: g.namespace_claim.clone(),
+                jwks_url: config.auth.jwks_url(),
+                pem_keys,
+            })
+            .map_err(|e| anyhow::anyhow!("auth.github: {e}"))?,
+        )
+    } else {
+        None
+    };
+    let auth = Authenticator::new(tenants, jwt);
+    if auth.is_trusted_network() {
+        tracing::warn!(
+            "auth mode trusted-network: every client that can reach hoard reads and writes every cache; use tenant-token or github-jwt where others share the network (docs/security.md)"
+        );
+    } else {
+        tracing::info!(mode = %config.auth.mode, tenants = config.auth.tenants.len(), "auth");
+    }
+    Ok(auth)
+}
+
 pub async fn run(config: Config) -> Result<()> {
+    let auth = Arc::new(authenticator(&config)?);
     let (meta, service) = open_service(&config).await?;
+    auth.prepare().await;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -200,6 +264,11 @@ pub async fn run(config: Config) -> Result<()> {
     let app = router(AppState {
         service: service.clone(),
         public_url: (!config.public_url.is_empty()).then(|| config.public_url.clone()),
+        auth,
+        limits: HttpLimits {
+            max_twirp_body_bytes: config.limits.max_twirp_body_bytes,
+            max_header_bytes: config.limits.max_header_bytes,
+        },
     });
     // Small answers (201 to a block, a Twirp reply) must not wait for Nagle.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

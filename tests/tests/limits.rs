@@ -1,0 +1,205 @@
+//! Every configurable limit exceeded once: the protocol's error (Twirp JSON,
+//! Azure XML, HTTP status), `Retry-After` on 429, and nothing stored changes.
+
+use hoard_e2e::client::{azure, create, finalize, put_block, restore, save, twirp};
+use hoard_e2e::Server;
+use serde_json::{json, Value};
+
+const V: &str = "0123456789abcdef";
+
+async fn call(s: &Server, method: &str, body: Value) -> (u16, Value) {
+    twirp(&reqwest::Client::new(), &s.twirp_url(method), body).await
+}
+
+/// Keys of the committed entries a caller sees.
+async fn listed(s: &Server) -> Vec<String> {
+    let (st, v) = call(s, "ListCacheEntries", json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    let mut keys: Vec<String> = v["entries"]
+        .as_array()
+        .map(|a| a.iter().map(|e| e["key"].as_str().unwrap().to_string()).collect())
+        .unwrap_or_default();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn request_limits_answer_in_the_protocol() {
+    let s = Server::start_with(&[
+        ("HOARD_LIMITS_MAX_KEY_CHARS", "16"),
+        ("HOARD_LIMITS_MAX_VERSION_CHARS", "20"),
+        ("HOARD_LIMITS_MAX_BLOCKS", "3"),
+        ("HOARD_LIMITS_MAX_HEADER_BYTES", "4096"),
+        ("HOARD_LIMITS_MAX_TWIRP_BODY_BYTES", "2048"),
+        ("HOARD_UPLOADS_MAX_BLOCK_BYTES", "65536"),
+        ("HOARD_EVICTION_MAX_ENTRY_BYTES", "150000"),
+    ]);
+    let kept = vec![7u8; 1000];
+    save(&s, "kept", V, &kept).await;
+
+    // Key and version lengths: 400 invalid_argument, at the limit accepted.
+    let (st, v) = call(&s, "CreateCacheEntry", json!({"key": "k".repeat(17), "version": V})).await;
+    assert_eq!((st, v["code"].as_str()), (400, Some("invalid_argument")), "{v}");
+    assert!(v["msg"].as_str().unwrap().contains("at most 16"), "{v}");
+    let (st, v) = call(&s, "CreateCacheEntry", json!({"key": "k", "version": "v".repeat(21)})).await;
+    assert_eq!((st, v["code"].as_str()), (400, Some("invalid_argument")), "{v}");
+    let (st, v) = call(&s, "GetCacheEntryDownloadURL", json!({"key": "k".repeat(17), "version": V})).await;
+    assert_eq!(st, 400, "{v}");
+
+    // The Twirp body limit: 400 malformed.
+    let (st, v) = call(&s, "LookupCacheEntry", json!({"key": "k", "version": V, "pad": "x".repeat(3000)})).await;
+    assert_eq!((st, v["code"].as_str()), (400, Some("malformed")), "{v}");
+
+    // Headers: 431, in Twirp JSON on the Twirp side and Azure XML on the blob side.
+    let big = "x".repeat(5000);
+    let r = reqwest::Client::new()
+        .post(s.twirp_url("ListCacheEntries"))
+        .header("content-type", "application/json")
+        .header("x-padding", &big)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 431);
+    let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["code"], "malformed");
+    let url = create(&s, "blocks", V).await;
+    let r = reqwest::Client::new()
+        .put(&url)
+        .header("x-ms-blob-type", "BlockBlob")
+        .header("x-padding", &big)
+        .body("abc")
+        .send()
+        .await
+        .unwrap();
+    let (st, code, body) = azure(r).await;
+    assert_eq!(st, 431);
+    assert!(body.contains("<Code>InvalidHeaderValue</Code>") && code.is_empty(), "{body}");
+
+    // A block over the block limit: 413 RequestBodyTooLarge.
+    let r = reqwest::Client::new()
+        .put(format!("{url}&comp=block&blockid=YWFh"))
+        .body(vec![0u8; 65537])
+        .send()
+        .await
+        .unwrap();
+    let (st, code, _) = azure(r).await;
+    assert_eq!((st, code.as_str()), (413, "RequestBodyTooLarge"));
+
+    // More blocks than allowed: 400 BlockListTooLong.
+    let ids = ["YWFh", "YmJi", "Y2Nj", "ZGRk"];
+    for id in ids {
+        assert_eq!(put_block(&url, id, vec![1u8; 100]).await, 201);
+    }
+    let list: String = ids.iter().map(|id| format!("<Latest>{id}</Latest>")).collect();
+    let r = reqwest::Client::new()
+        .put(format!("{url}&comp=blocklist"))
+        .body(format!("<BlockList>{list}</BlockList>"))
+        .send()
+        .await
+        .unwrap();
+    let (st, code, _) = azure(r).await;
+    assert_eq!((st, code.as_str()), (400, "BlockListTooLong"));
+
+    // An entry over the entry size limit: 413 on Put Blob.
+    let url = create(&s, "big", V).await;
+    let r = reqwest::Client::new()
+        .put(&url)
+        .header("x-ms-blob-type", "BlockBlob")
+        .body(vec![0u8; 150_001])
+        .send()
+        .await
+        .unwrap();
+    let (st, code, _) = azure(r).await;
+    assert_eq!((st, code.as_str()), (413, "RequestBodyTooLarge"));
+
+    // Nothing refused was stored; what was saved is intact.
+    assert_eq!(listed(&s).await, vec!["kept"]);
+    assert_eq!(restore(&s, "kept", V).await.as_deref(), Some(&kept[..]));
+    assert!(s.log().contains("hoard listening"));
+}
+
+#[tokio::test]
+async fn open_uploads_per_namespace_get_429_with_retry_after() {
+    let s = Server::start_with(&[("HOARD_LIMITS_MAX_OPEN_UPLOADS", "2")]);
+    create(&s, "a", V).await;
+    let url_b = create(&s, "b", V).await;
+    let r = reqwest::Client::new()
+        .post(s.twirp_url("CreateCacheEntry"))
+        .header("content-type", "application/json")
+        .body(json!({"key": "c", "version": V}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(r.headers()["retry-after"], "30");
+    let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["code"], "resource_exhausted", "{v}");
+    // Finishing one upload frees a place.
+    let r = reqwest::Client::new()
+        .put(&url_b)
+        .header("x-ms-blob-type", "BlockBlob")
+        .body("bbb")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    finalize(&s, "b", V, 3).await;
+    create(&s, "c", V).await;
+    assert_eq!(listed(&s).await, vec!["b"]);
+}
+
+/// `hoard auth new-token`: the token and the hash to configure.
+fn new_tenant(s: &Server) -> (String, String) {
+    let out = s.run_cli(&["auth", "new-token"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} = ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .trim_matches('"')
+            .to_string()
+    };
+    (field("token"), field("token_hash"))
+}
+
+async fn create_as(s: &Server, token: &str, key: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(s.twirp_url("CreateCacheEntry"))
+        .header("content-type", "application/json")
+        .bearer_auth(token)
+        .body(json!({"key": key, "version": V}).to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn upload_rate_per_namespace_gets_429_with_retry_after() {
+    let cli = Server::start();
+    let (token_a, hash_a) = new_tenant(&cli);
+    let (token_b, hash_b) = new_tenant(&cli);
+    drop(cli);
+    let tenants = format!("a={hash_a},b={hash_b}");
+    let s = Server::start_with(&[
+        ("HOARD_AUTH_MODE", "tenant-token"),
+        ("HOARD_AUTH_TENANTS", &tenants),
+        ("HOARD_LIMITS_UPLOADS_PER_MINUTE", "3"),
+    ]);
+    for i in 0..3 {
+        assert_eq!(create_as(&s, &token_a, &format!("k{i}")).await.status(), 200);
+    }
+    let r = create_as(&s, &token_a, "k3").await;
+    assert_eq!(r.status().as_u16(), 429);
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&wait), "one upload comes back every 20 s: {wait}");
+    let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["code"], "resource_exhausted");
+    // The other tenant has its own allowance.
+    assert_eq!(create_as(&s, &token_b, "k3").await.status(), 200);
+    // Unknown tenants are refused before any limit is consulted.
+    let r = create_as(&s, "hoard_not_a_tenant", "k").await;
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(!s.log().contains(&token_a) && !s.log().contains(&token_b));
+}
