@@ -204,6 +204,21 @@ impl Server {
     }
 
     /// The server's process id.
+    /// `hoard auth new-token`: a tenant token and the hash to configure for it.
+    pub fn new_tenant(&self) -> (String, String) {
+        let out = self.run_cli(&["auth", "new-token"]);
+        assert!(out.status.success(), "hoard auth new-token failed");
+        let text = String::from_utf8(out.stdout).expect("UTF-8");
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} = ")))
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+                .trim_matches('"')
+                .to_string()
+        };
+        (field("token"), field("token_hash"))
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }

@@ -17,7 +17,11 @@ async fn listed(s: &Server) -> Vec<String> {
     assert_eq!(st, 200, "{v}");
     let mut keys: Vec<String> = v["entries"]
         .as_array()
-        .map(|a| a.iter().map(|e| e["key"].as_str().unwrap().to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|e| e["key"].as_str().unwrap().to_string())
+                .collect()
+        })
         .unwrap_or_default();
     keys.sort();
     keys
@@ -38,16 +42,44 @@ async fn request_limits_answer_in_the_protocol() {
     save(&s, "kept", V, &kept).await;
 
     // Key and version lengths: 400 invalid_argument, at the limit accepted.
-    let (st, v) = call(&s, "CreateCacheEntry", json!({"key": "k".repeat(17), "version": V})).await;
-    assert_eq!((st, v["code"].as_str()), (400, Some("invalid_argument")), "{v}");
+    let (st, v) = call(
+        &s,
+        "CreateCacheEntry",
+        json!({"key": "k".repeat(17), "version": V}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (400, Some("invalid_argument")),
+        "{v}"
+    );
     assert!(v["msg"].as_str().unwrap().contains("at most 16"), "{v}");
-    let (st, v) = call(&s, "CreateCacheEntry", json!({"key": "k", "version": "v".repeat(21)})).await;
-    assert_eq!((st, v["code"].as_str()), (400, Some("invalid_argument")), "{v}");
-    let (st, v) = call(&s, "GetCacheEntryDownloadURL", json!({"key": "k".repeat(17), "version": V})).await;
+    let (st, v) = call(
+        &s,
+        "CreateCacheEntry",
+        json!({"key": "k", "version": "v".repeat(21)}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (400, Some("invalid_argument")),
+        "{v}"
+    );
+    let (st, v) = call(
+        &s,
+        "GetCacheEntryDownloadURL",
+        json!({"key": "k".repeat(17), "version": V}),
+    )
+    .await;
     assert_eq!(st, 400, "{v}");
 
     // The Twirp body limit: 400 malformed.
-    let (st, v) = call(&s, "LookupCacheEntry", json!({"key": "k", "version": V, "pad": "x".repeat(3000)})).await;
+    let (st, v) = call(
+        &s,
+        "LookupCacheEntry",
+        json!({"key": "k", "version": V, "pad": "x".repeat(3000)}),
+    )
+    .await;
     assert_eq!((st, v["code"].as_str()), (400, Some("malformed")), "{v}");
 
     // Headers: 431, in Twirp JSON on the Twirp side and Azure XML on the blob side.
@@ -74,7 +106,10 @@ async fn request_limits_answer_in_the_protocol() {
         .unwrap();
     let (st, code, body) = azure(r).await;
     assert_eq!(st, 431);
-    assert!(body.contains("<Code>InvalidHeaderValue</Code>") && code.is_empty(), "{body}");
+    assert!(
+        body.contains("<Code>InvalidHeaderValue</Code>") && code.is_empty(),
+        "{body}"
+    );
 
     // A block over the block limit: 413 RequestBodyTooLarge.
     let r = reqwest::Client::new()
@@ -91,7 +126,10 @@ async fn request_limits_answer_in_the_protocol() {
     for id in ids {
         assert_eq!(put_block(&url, id, vec![1u8; 100]).await, 201);
     }
-    let list: String = ids.iter().map(|id| format!("<Latest>{id}</Latest>")).collect();
+    let list: String = ids
+        .iter()
+        .map(|id| format!("<Latest>{id}</Latest>"))
+        .collect();
     let r = reqwest::Client::new()
         .put(format!("{url}&comp=blocklist"))
         .body(format!("<BlockList>{list}</BlockList>"))
@@ -116,7 +154,10 @@ async fn request_limits_answer_in_the_protocol() {
     // Nothing refused was stored; what was saved is intact.
     assert_eq!(listed(&s).await, vec!["kept"]);
     assert_eq!(restore(&s, "kept", V).await.as_deref(), Some(&kept[..]));
-    assert!(s.log().contains("hoard listening"));
+    assert!(
+        s.log().contains("auth mode trusted-network"),
+        "the default mode warns at start"
+    );
 }
 
 #[tokio::test]
@@ -149,21 +190,6 @@ async fn open_uploads_per_namespace_get_429_with_retry_after() {
     assert_eq!(listed(&s).await, vec!["b"]);
 }
 
-/// `hoard auth new-token`: the token and the hash to configure.
-fn new_tenant(s: &Server) -> (String, String) {
-    let out = s.run_cli(&["auth", "new-token"]);
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} = ")))
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-            .trim_matches('"')
-            .to_string()
-    };
-    (field("token"), field("token_hash"))
-}
-
 async fn create_as(s: &Server, token: &str, key: &str) -> reqwest::Response {
     reqwest::Client::new()
         .post(s.twirp_url("CreateCacheEntry"))
@@ -178,8 +204,8 @@ async fn create_as(s: &Server, token: &str, key: &str) -> reqwest::Response {
 #[tokio::test]
 async fn upload_rate_per_namespace_gets_429_with_retry_after() {
     let cli = Server::start();
-    let (token_a, hash_a) = new_tenant(&cli);
-    let (token_b, hash_b) = new_tenant(&cli);
+    let (token_a, hash_a) = cli.new_tenant();
+    let (token_b, hash_b) = cli.new_tenant();
     drop(cli);
     let tenants = format!("a={hash_a},b={hash_b}");
     let s = Server::start_with(&[
@@ -188,12 +214,22 @@ async fn upload_rate_per_namespace_gets_429_with_retry_after() {
         ("HOARD_LIMITS_UPLOADS_PER_MINUTE", "3"),
     ]);
     for i in 0..3 {
-        assert_eq!(create_as(&s, &token_a, &format!("k{i}")).await.status(), 200);
+        assert_eq!(
+            create_as(&s, &token_a, &format!("k{i}")).await.status(),
+            200
+        );
     }
     let r = create_as(&s, &token_a, "k3").await;
     assert_eq!(r.status().as_u16(), 429);
-    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((1..=20).contains(&wait), "one upload comes back every 20 s: {wait}");
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=20).contains(&wait),
+        "one upload comes back every 20 s: {wait}"
+    );
     let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert_eq!(v["code"], "resource_exhausted");
     // The other tenant has its own allowance.
@@ -202,4 +238,5 @@ async fn upload_rate_per_namespace_gets_429_with_retry_after() {
     let r = create_as(&s, "hoard_not_a_tenant", "k").await;
     assert_eq!(r.status().as_u16(), 401);
     assert!(!s.log().contains(&token_a) && !s.log().contains(&token_b));
+    assert!(!s.log().contains("auth mode trusted-network"));
 }

@@ -75,3 +75,48 @@ async fn write_read_stat_small_and_large() {
     );
     assert_eq!(op.read("objects/small").await.unwrap().to_vec(), small);
 }
+
+/// OpenDAL appends to the base URL, so a tenant token in its path survives: each
+/// tenant reads its own objects only.
+#[tokio::test]
+async fn tenant_token_in_the_base_url_path() {
+    let cli = Server::start();
+    let (token_a, hash_a) = cli.new_tenant();
+    let (token_b, hash_b) = cli.new_tenant();
+    drop(cli);
+    let tenants = format!("a={hash_a},b={hash_b}");
+    let server = Server::start_with(&[
+        ("HOARD_AUTH_MODE", "tenant-token"),
+        ("HOARD_AUTH_TENANTS", &tenants),
+    ]);
+    let as_tenant = |token: &str| {
+        std::env::set_var("ACTIONS_CACHE_SERVICE_V2", "true");
+        std::env::set_var(
+            "ACTIONS_RESULTS_URL",
+            format!("{}t/{token}/", server.results_url()),
+        );
+        std::env::set_var("ACTIONS_RUNTIME_TOKEN", "opendal-test-token");
+        std::env::remove_var("GITHUB_SERVER_URL");
+        Operator::new(Ghac::default().root("/sccache").version("hoard-e2e"))
+            .expect("ghac builder")
+            .finish()
+    };
+    let a = as_tenant(&token_a);
+    let b = as_tenant(&token_b);
+    let bytes = random(4096);
+    a.write("objects/o", bytes.clone())
+        .await
+        .expect("tenant a writes");
+    assert_eq!(a.read("objects/o").await.unwrap().to_vec(), bytes);
+    let err = b.read("objects/o").await.unwrap_err();
+    assert_eq!(err.kind(), opendal::ErrorKind::NotFound);
+    let other = random(100);
+    b.write("objects/o", other.clone())
+        .await
+        .expect("tenant b writes its own");
+    assert_eq!(b.read("objects/o").await.unwrap().to_vec(), other);
+    assert_eq!(a.read("objects/o").await.unwrap().to_vec(), bytes);
+    // A wrong token in the path is refused.
+    let stranger = as_tenant("hoard_not_a_tenant");
+    assert!(stranger.write("objects/x", random(10)).await.is_err());
+}

@@ -3,15 +3,15 @@
 
 use crate::error::CoreError;
 use crate::eviction::{Batch, EvictionPass};
+use crate::limits::UploadRate;
 use crate::matching::{find_match, InNamespace};
 use crate::model::{Caller, Entry, EntryState, Part, StoredObject};
+use crate::now_millis;
 use crate::policy::{Candidate, Policy, Reason};
 use crate::signing::{Operation, SignatureError, UrlSigner};
 use crate::store::{
     BlobCommit, BlobError, BlobStore, ByteStream, Finalized, MetaStore, Reservation, Staged,
 };
-use crate::limits::UploadRate;
-use crate::now_millis;
 use crate::validate::NameLimits;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
@@ -151,14 +151,11 @@ impl CacheService {
     }
 
     fn write_scope(caller: &Caller) -> Result<&str, CoreError> {
-        caller
-            .write_scope
-            .as_deref()
-            .ok_or_else(|| {
-                CoreError::PermissionDenied(
-                    "cache write denied: the token grants no writable scope".into(),
-                )
-            })
+        caller.write_scope.as_deref().ok_or_else(|| {
+            CoreError::PermissionDenied(
+                "cache write denied: the token grants no writable scope".into(),
+            )
+        })
     }
 
     /// Refuses a new upload when the namespace is at its limits; takes one from

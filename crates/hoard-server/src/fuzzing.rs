@@ -118,10 +118,12 @@ pub fn token(data: &[u8]) {
     };
     let mut headers = HeaderMap::new();
     headers.insert(axum::http::header::AUTHORIZATION, value);
-    let trusted = futures::executor::block_on(
-        auth::Authenticator::trusted_network().caller(&headers, None),
-    );
-    assert!(!trusted.expect("trusted network admits all").namespace.is_empty());
+    let trusted =
+        futures::executor::block_on(auth::Authenticator::trusted_network().caller(&headers, None));
+    assert!(!trusted
+        .expect("trusted network admits all")
+        .namespace
+        .is_empty());
     assert!(futures::executor::block_on(test_verifier().verify(text)).is_err());
 }
 

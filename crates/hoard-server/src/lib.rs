@@ -9,8 +9,8 @@ mod limits;
 mod twirp;
 mod urls;
 
-use axum::routing::{any, get};
 use auth::Authenticator;
+use axum::routing::{any, get};
 use axum::Router;
 use hoard_core::CacheService;
 use std::sync::Arc;

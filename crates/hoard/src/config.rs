@@ -563,10 +563,7 @@ impl Config {
             &mut l.max_twirp_body_bytes,
         )?;
         parse_env("HOARD_LIMITS_MAX_OPEN_UPLOADS", &mut l.max_open_uploads)?;
-        parse_env(
-            "HOARD_LIMITS_UPLOADS_PER_MINUTE",
-            &mut l.uploads_per_minute,
-        )?;
+        parse_env("HOARD_LIMITS_UPLOADS_PER_MINUTE", &mut l.uploads_per_minute)?;
         parse_env(
             "HOARD_UPLOADS_PENDING_TIMEOUT_SECS",
             &mut self.uploads.pending_timeout_secs,
@@ -746,7 +743,10 @@ mod tests {
         assert!(c.validate().is_err());
         c.auth.mode = "tenant-token".into();
         c.auth.tenants = parse_tenants(&format!("a={hash}, b=sha256:00:11")).unwrap();
-        assert!(c.validate().is_err(), "a malformed hash is refused at start");
+        assert!(
+            c.validate().is_err(),
+            "a malformed hash is refused at start"
+        );
         assert!(parse_tenants("no-equals-sign").is_err());
     }
 }

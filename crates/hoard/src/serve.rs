@@ -4,9 +4,9 @@
 use crate::config::Config;
 use anyhow::{Context, Result};
 use hoard_core::signing::UrlSigner;
+use hoard_core::validate::NameLimits;
 use hoard_core::{CacheService, ServiceConfig};
 use hoard_db::{PoolConfig, SqlStore};
-use hoard_core::validate::NameLimits;
 use hoard_server::auth::jwt::{JwtConfig, JwtVerifier};
 use hoard_server::auth::tenant::{Tenant, TokenHash};
 use hoard_server::auth::Authenticator;

@@ -162,7 +162,10 @@ impl JwtVerifier {
         let mut static_keys = Vec::new();
         for (i, pem) in config.pem_keys.iter().enumerate() {
             static_keys.push(pem_key(pem).ok_or_else(|| {
-                format!("public key file {} is not an RSA, EC or Ed25519 PEM public key", i + 1)
+                format!(
+                    "public key file {} is not an RSA, EC or Ed25519 PEM public key",
+                    i + 1
+                )
             })?);
         }
         let jwks = match &config.jwks_url {
@@ -192,7 +195,8 @@ impl JwtVerifier {
     async fn jwks_keys(&self, jwks: &Jwks, kid: Option<&str>) -> Vec<Key> {
         let wants_fetch = |s: &JwksState| {
             let stale = s.fetched_at.is_none_or(|t| t.elapsed() > JWKS_MAX_AGE);
-            let unknown = kid.is_some_and(|kid| !s.keys.iter().any(|k| k.kid.as_deref() == Some(kid)));
+            let unknown =
+                kid.is_some_and(|kid| !s.keys.iter().any(|k| k.kid.as_deref() == Some(kid)));
             (stale || unknown) && s.attempted_at.is_none_or(|t| t.elapsed() > JWKS_RETRY)
         };
         fn read(j: &Jwks) -> std::sync::RwLockReadGuard<'_, JwksState> {
@@ -212,7 +216,9 @@ impl JwtVerifier {
                         s.keys = keys;
                         s.fetched_at = Some(Instant::now());
                     }
-                    Err(e) => tracing::warn!(url = %jwks.url, error = %e, "could not fetch the token signing keys"),
+                    Err(e) => {
+                        tracing::warn!(url = %jwks.url, error = %e, "could not fetch the token signing keys")
+                    }
                 }
             }
         }
@@ -242,7 +248,8 @@ impl JwtVerifier {
     /// Verifies a token; the error says why in words safe to send and log (never
     /// the token).
     pub async fn verify(&self, token: &str) -> Result<Verified, &'static str> {
-        let header = decode_header(token).map_err(|_| "the token is not a well-formed signed JWT")?;
+        let header =
+            decode_header(token).map_err(|_| "the token is not a well-formed signed JWT")?;
         let mut keys = self.static_keys.clone();
         if let Some(jwks) = &self.jwks {
             keys.extend(self.jwks_keys(jwks, header.kid.as_deref()).await);
@@ -282,7 +289,9 @@ impl JwtVerifier {
             _ => return Err("the token lacks the claim that names its repository"),
         };
         let scopes = match claims.ac.as_deref() {
-            Some(ac) => scopes::from_ac_claim(ac).ok_or("the token's ac claim is not a scope list")?,
+            Some(ac) => {
+                scopes::from_ac_claim(ac).ok_or("the token's ac claim is not a scope list")?
+            }
             None => Scopes {
                 read: Vec::new(),
                 write: None,

@@ -99,7 +99,8 @@ impl Authenticator {
             Some(verifier) => {
                 // The bearer is the runtime token; a tenant token only in the path.
                 let tenant = self.tenant(path_token)?;
-                let token = bearer.ok_or(Unauthenticated("a runtime token (bearer) is required"))?;
+                let token =
+                    bearer.ok_or(Unauthenticated("a runtime token (bearer) is required"))?;
                 let v = verifier.verify(token).await.map_err(Unauthenticated)?;
                 let namespace = match tenant {
                     Some(t) => format!("{}/{}", t.name, v.namespace),

@@ -30,7 +30,9 @@ fn digest(salt: &[u8], token: &str) -> [u8; 32] {
 impl TokenHash {
     /// Parses `sha256:<salt hex>:<digest hex>`.
     pub fn parse(s: &str) -> Result<TokenHash, String> {
-        let bad = || "a token hash looks like sha256:<salt hex>:<64 hex digits> (see `hoard auth hash-token`)".to_string();
+        let bad = || {
+            "a token hash looks like sha256:<salt hex>:<64 hex digits> (see `hoard auth hash-token`)".to_string()
+        };
         let rest = s.trim().strip_prefix("sha256:").ok_or_else(bad)?;
         let (salt, d) = rest.split_once(':').ok_or_else(bad)?;
         let salt = hex::decode(salt).map_err(|_| bad())?;
