@@ -264,6 +264,10 @@ test('github-jwt scopes: a branch restores from main, writes only its own scope,
   assert.equal(raw.status, 200);
   assert.equal(raw.body.ok, false);
   assert.match(raw.body.message, /^cache write denied:/);
+  const finalize = await twirp(verified.url, 'FinalizeCacheEntryUpload', { key: 'build-ro', version: 'v', size_bytes: '1' },
+    bearer(repoToken('1001', ['refs/heads/main', 1])));
+  assert.equal(finalize.status, 403);
+  assert.equal(finalize.body.code, 'permission_denied');
   const listed = await twirp(verified.url, 'ListCacheEntries', {}, bearer(repoToken('1001', ['refs/heads/main', 1])));
   assert.deepEqual(listed.body.entries.map((e) => e.key), ['build-1']);
 });

@@ -93,7 +93,39 @@ pub struct Server {
     pub deployment: Arc<Deployment>,
 }
 
+/// `hoard auth new-token`: a tenant token and the hash to configure for it.
+pub fn new_tenant() -> (String, String) {
+    let out = Command::new(hoard_bin())
+        .args(["auth", "new-token"])
+        .output()
+        .expect("running hoard auth new-token");
+    assert!(out.status.success(), "hoard auth new-token failed");
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} = ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .trim_matches('"')
+            .to_string()
+    };
+    (field("token"), field("token_hash"))
+}
+
 impl Server {
+    /// Starts hoard in the tenant-token mode with tenants `a` and `b` (and more
+    /// environment); returns it and their tokens.
+    pub fn start_with_tenants(env: &[(&str, &str)]) -> (Server, String, String) {
+        let (token_a, hash_a) = new_tenant();
+        let (token_b, hash_b) = new_tenant();
+        let tenants = format!("a={hash_a},b={hash_b}");
+        let mut all = vec![
+            ("HOARD_AUTH_MODE", "tenant-token"),
+            ("HOARD_AUTH_TENANTS", tenants.as_str()),
+        ];
+        all.extend_from_slice(env);
+        (Server::start_with(&all), token_a, token_b)
+    }
+
     /// Starts hoard with a fresh data directory.
     pub fn start() -> Server {
         Self::start_with(&[])
@@ -204,21 +236,6 @@ impl Server {
     }
 
     /// The server's process id.
-    /// `hoard auth new-token`: a tenant token and the hash to configure for it.
-    pub fn new_tenant(&self) -> (String, String) {
-        let out = self.run_cli(&["auth", "new-token"]);
-        assert!(out.status.success(), "hoard auth new-token failed");
-        let text = String::from_utf8(out.stdout).expect("UTF-8");
-        let field = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{name} = ")))
-                .unwrap_or_else(|| panic!("no {name} in {text}"))
-                .trim_matches('"')
-                .to_string()
-        };
-        (field("token"), field("token_hash"))
-    }
-
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }

@@ -203,16 +203,8 @@ async fn create_as(s: &Server, token: &str, key: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn upload_rate_per_namespace_gets_429_with_retry_after() {
-    let cli = Server::start();
-    let (token_a, hash_a) = cli.new_tenant();
-    let (token_b, hash_b) = cli.new_tenant();
-    drop(cli);
-    let tenants = format!("a={hash_a},b={hash_b}");
-    let s = Server::start_with(&[
-        ("HOARD_AUTH_MODE", "tenant-token"),
-        ("HOARD_AUTH_TENANTS", &tenants),
-        ("HOARD_LIMITS_UPLOADS_PER_MINUTE", "3"),
-    ]);
+    let (s, token_a, token_b) =
+        Server::start_with_tenants(&[("HOARD_LIMITS_UPLOADS_PER_MINUTE", "3")]);
     for i in 0..3 {
         assert_eq!(
             create_as(&s, &token_a, &format!("k{i}")).await.status(),

@@ -7,9 +7,14 @@ use opendal::Operator;
 use rand::RngCore;
 
 fn operator(server: &Server) -> Operator {
+    operator_at(&server.results_url())
+}
+
+/// An operator whose base URL is `results_url`.
+fn operator_at(results_url: &str) -> Operator {
     // OpenDAL reads the runner environment, as it does inside a job.
     std::env::set_var("ACTIONS_CACHE_SERVICE_V2", "true");
-    std::env::set_var("ACTIONS_RESULTS_URL", server.results_url());
+    std::env::set_var("ACTIONS_RESULTS_URL", results_url);
     std::env::set_var("ACTIONS_RUNTIME_TOKEN", "opendal-test-token");
     std::env::remove_var("GITHUB_SERVER_URL");
     Operator::new(Ghac::default().root("/sccache").version("hoard-e2e"))
@@ -80,27 +85,8 @@ async fn write_read_stat_small_and_large() {
 /// tenant reads its own objects only.
 #[tokio::test]
 async fn tenant_token_in_the_base_url_path() {
-    let cli = Server::start();
-    let (token_a, hash_a) = cli.new_tenant();
-    let (token_b, hash_b) = cli.new_tenant();
-    drop(cli);
-    let tenants = format!("a={hash_a},b={hash_b}");
-    let server = Server::start_with(&[
-        ("HOARD_AUTH_MODE", "tenant-token"),
-        ("HOARD_AUTH_TENANTS", &tenants),
-    ]);
-    let as_tenant = |token: &str| {
-        std::env::set_var("ACTIONS_CACHE_SERVICE_V2", "true");
-        std::env::set_var(
-            "ACTIONS_RESULTS_URL",
-            format!("{}t/{token}/", server.results_url()),
-        );
-        std::env::set_var("ACTIONS_RUNTIME_TOKEN", "opendal-test-token");
-        std::env::remove_var("GITHUB_SERVER_URL");
-        Operator::new(Ghac::default().root("/sccache").version("hoard-e2e"))
-            .expect("ghac builder")
-            .finish()
-    };
+    let (server, token_a, token_b) = Server::start_with_tenants(&[]);
+    let as_tenant = |token: &str| operator_at(&format!("{}t/{token}/", server.results_url()));
     let a = as_tenant(&token_a);
     let b = as_tenant(&token_b);
     let bytes = random(4096);
