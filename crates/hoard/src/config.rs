@@ -648,8 +648,14 @@ impl Config {
         }
         let mut names = std::collections::HashSet::new();
         for t in &self.auth.tenants {
-            if t.name.is_empty() || !names.insert(t.name.as_str()) {
-                bail!("auth.tenants need distinct, non-empty names");
+            // Names become namespaces, `<tenant>/<repository>` with github-jwt:
+            // no `/`, so two tenants' namespaces can never coincide.
+            let plain = t
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if t.name.is_empty() || !plain || !names.insert(t.name.as_str()) {
+                bail!("auth.tenants need distinct names of letters, digits, '.', '_' and '-'");
             }
             hoard_server::auth::tenant::TokenHash::parse(&t.token_hash)
                 .map_err(|e| anyhow::anyhow!("tenant {:?}: {e}", t.name))?;
@@ -748,5 +754,7 @@ mod tests {
             "a malformed hash is refused at start"
         );
         assert!(parse_tenants("no-equals-sign").is_err());
+        c.auth.tenants = parse_tenants(&format!("a/b={hash}")).unwrap();
+        assert!(c.validate().is_err(), "tenant names cannot contain '/'");
     }
 }
