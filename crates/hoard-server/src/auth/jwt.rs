@@ -9,7 +9,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use std::str::FromStr;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// A fetched key set is used this long before it is fetched again.
@@ -41,7 +41,6 @@ pub struct JwtConfig {
     pub pem_keys: Vec<Vec<u8>>,
 }
 
-#[derive(Clone)]
 struct Key {
     kid: Option<String>,
     key: DecodingKey,
@@ -71,7 +70,8 @@ struct Jwks {
 
 #[derive(Default)]
 struct JwksState {
-    keys: Vec<Key>,
+    /// Shared with requests in flight, so a request does not copy the keys.
+    keys: Arc<Vec<Key>>,
     fetched_at: Option<Instant>,
     attempted_at: Option<Instant>,
 }
@@ -192,7 +192,7 @@ impl JwtVerifier {
 
     /// Fetches the key set when it is old or lacks `kid`, at most every
     /// JWKS_RETRY; a failed fetch keeps the keys already known.
-    async fn jwks_keys(&self, jwks: &Jwks, kid: Option<&str>) -> Vec<Key> {
+    async fn jwks_keys(&self, jwks: &Jwks, kid: Option<&str>) -> Arc<Vec<Key>> {
         let wants_fetch = |s: &JwksState| {
             let stale = s.fetched_at.is_none_or(|t| t.elapsed() > JWKS_MAX_AGE);
             let unknown =
@@ -213,7 +213,7 @@ impl JwtVerifier {
                     Ok(keys) => {
                         tracing::info!(url = %jwks.url, keys = keys.len(), "fetched the token signing keys");
                         let mut s = jwks.state.write().unwrap_or_else(|p| p.into_inner());
-                        s.keys = keys;
+                        s.keys = Arc::new(keys);
                         s.fetched_at = Some(Instant::now());
                     }
                     Err(e) => {
@@ -222,7 +222,7 @@ impl JwtVerifier {
                 }
             }
         }
-        read(jwks).keys.clone()
+        Arc::clone(&read(jwks).keys)
     }
 
     async fn fetch(&self, jwks: &Jwks) -> Result<Vec<Key>, String> {
@@ -250,12 +250,12 @@ impl JwtVerifier {
     pub async fn verify(&self, token: &str) -> Result<Verified, &'static str> {
         let header =
             decode_header(token).map_err(|_| "the token is not a well-formed signed JWT")?;
-        let mut keys = self.static_keys.clone();
-        if let Some(jwks) = &self.jwks {
-            keys.extend(self.jwks_keys(jwks, header.kid.as_deref()).await);
-        }
+        let fetched = match &self.jwks {
+            Some(jwks) => self.jwks_keys(jwks, header.kid.as_deref()).await,
+            None => Arc::default(),
+        };
         let mut why = "no configured key matches the token's key id and algorithm";
-        let candidates = keys.iter().filter(|k| {
+        let candidates = self.static_keys.iter().chain(fetched.iter()).filter(|k| {
             k.algs.contains(&header.alg)
                 && (header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
         });
