@@ -37,12 +37,12 @@ export HOARD_BIN="$CARGO_TARGET_DIR/debug/hoard"
 echo "== Rust tests (unit, stores on SQLite and PostgreSQL, black-box on SQLite + directory)"
 cargo nextest run --locked --workspace --no-fail-fast
 
-# Tests that pick their own deployment (replicas, faults) or none (deploy files)
+# Tests that pick their own deployment (replicas, faults, full disk) or none (deploy files)
 # ran above; the others run again on each other backend.
 for backend in pg-dir pg-s3; do
   echo "== Rust black-box tests on $backend"
   HOARD_TEST_BACKEND=$backend cargo nextest run --locked -p hoard-e2e --no-fail-fast \
-    -E 'not binary(replicas) and not binary(faults) and not binary(deploy) and not binary(object_storage)'
+    -E 'not binary(replicas) and not binary(faults) and not binary(deploy) and not binary(object_storage) and not binary(full_disk)'
 done
 
 for backend in sqlite-dir pg-dir pg-s3; do

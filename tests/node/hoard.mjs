@@ -76,6 +76,7 @@ function s3Binary() {
 async function deployment() {
   const env = {};
   const cleanups = [];
+  let objectsRoot = null;
   if (backend !== 'sqlite-dir') {
     const name = `hoard_test_node_${process.pid}_${Math.random().toString(16).slice(2, 10)}`;
     await admin(`CREATE DATABASE ${name}`);
@@ -85,6 +86,8 @@ async function deployment() {
   if (backend === 'pg-s3') {
     const root = mkdtempSync(path.join(tmpdir(), 'hoard-s3-'));
     mkdirSync(path.join(root, 'hoard-test'));
+    // s3s-fs keeps each object as a file: tests change them behind hoard's back.
+    objectsRoot = path.join(root, 'hoard-test', 'cache');
     const port = await freePort();
     const s3 = spawn(s3Binary(), [
       '--host', '127.0.0.1', '--port', String(port),
@@ -105,7 +108,7 @@ async function deployment() {
       rmSync(root, { recursive: true, force: true });
     });
   }
-  return { env, cleanup: async () => { for (const c of cleanups.reverse()) await c(); } };
+  return { env, objectsRoot, cleanup: async () => { for (const c of cleanups.reverse()) await c(); } };
 }
 
 // `options.databaseUrl` may rewrite the database URL (e.g. to add a password).
@@ -146,6 +149,8 @@ export async function startHoard(env = {}, options = {}) {
   return {
     url,
     dataDir,
+    // Where the stored objects are files, whichever store holds them.
+    objectsDir: stores.objectsRoot ?? path.join(dataDir, 'blobs', 'objects'),
     // The S3 server's address on pg-s3, where direct downloads point.
     storageEndpoint: stores.env.HOARD_STORAGE_ENDPOINT,
     log: () => log,

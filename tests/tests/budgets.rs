@@ -106,18 +106,18 @@ async fn entries_larger_than_the_namespace_allows_are_refused() {
         .unwrap();
     assert_eq!(azure_refusal(r).await, (413, "RequestBodyTooLarge".into()));
 
-    // Two blocks of 1 MiB each fit; together they do not.
+    // Staged bytes count as they arrive: one block of 1 MiB fits, a second
+    // would make 2 MiB staged for one entry and is refused while streaming.
     let url = create(&server, "big-blocks", V).await;
-    for id in ["QQ==", "Qg=="] {
-        assert_eq!(put_block(&url, id, vec![7u8; MIB]).await, 201);
-    }
+    assert_eq!(put_block(&url, "QQ==", vec![7u8; MIB]).await, 201);
+    assert_eq!(put_block(&url, "Qg==", vec![7u8; MIB]).await, 413);
     let r = http
         .put(format!("{url}&comp=blocklist"))
         .body("<BlockList><Latest>QQ==</Latest><Latest>Qg==</Latest></BlockList>")
         .send()
         .await
         .unwrap();
-    assert_eq!(azure_refusal(r).await, (413, "RequestBodyTooLarge".into()));
+    assert_eq!(azure_refusal(r).await, (400, "InvalidBlockList".into()));
     // So there is nothing to finalize.
     for key in ["big-blob", "big-blocks"] {
         let (s, v) = twirp(

@@ -7,6 +7,8 @@ pub mod limits;
 pub mod matching;
 pub mod model;
 pub mod policy;
+pub mod reading;
+pub mod scrub;
 pub mod service;
 pub mod signing;
 pub mod store;

@@ -57,6 +57,8 @@ pub struct Part {
     pub size: i64,
     /// Object name in the blob store.
     pub object: String,
+    /// Hex sha256 of the object's bytes, as hashed when it was stored.
+    pub sha256: String,
 }
 
 /// A staged block or whole blob, as written to the blob store.

@@ -4,10 +4,10 @@
 use crate::error::CoreError;
 use crate::eviction::{Batch, EvictionPass};
 use crate::limits::UploadRate;
-use crate::matching::{find_match, InNamespace};
 use crate::model::{Caller, Entry, EntryState, Part, StoredObject};
 use crate::now_millis;
 use crate::policy::{Candidate, Policy, Reason};
+use crate::reading::{self, Fault, Piece};
 use crate::signing::{Operation, SignatureError, UrlSigner};
 use crate::store::{
     BlobCommit, BlobError, BlobStore, ByteStream, Finalized, MetaStore, Reservation, Staged,
@@ -128,6 +128,14 @@ impl CacheService {
         &self.config
     }
 
+    pub(crate) fn meta(&self) -> &Arc<dyn MetaStore> {
+        &self.meta
+    }
+
+    pub(crate) fn blobs(&self) -> Arc<dyn BlobStore> {
+        self.blobs.clone()
+    }
+
     fn signed(&self, op: Operation, entry_id: i64, ttl_secs: i64) -> SignedRef {
         let expires = now_millis() / 1000 + ttl_secs;
         SignedRef {
@@ -235,7 +243,8 @@ impl CacheService {
             .finalize(&caller.namespace, scope, key, version, size, now_millis())
             .await?
         {
-            Finalized::Ok(id) => {
+            Finalized::Ok { id, unused } => {
+                self.delete_objects(&unused).await;
                 tracing::info!(entry_id = id, namespace = %caller.namespace, scope, key, size, "entry committed");
                 self.note_pressure(&caller.namespace);
                 Ok(id)
@@ -263,14 +272,15 @@ impl CacheService {
     ) -> Result<Option<Entry>, CoreError> {
         self.config.names.lookup_keys(key, restore_keys)?;
         self.config.names.version(version)?;
+        crate::validate::scopes(&caller.read_scopes)?;
         let mut keys: Vec<&str> = Vec::with_capacity(1 + restore_keys.len());
         keys.push(key);
         keys.extend(restore_keys.iter().map(String::as_str));
-        let source = InNamespace {
-            store: self.meta.as_ref(),
-            namespace: &caller.namespace,
-        };
-        let found = find_match(&source, &caller.read_scopes, version, &keys).await?;
+        // One query, whatever the number of scopes and keys.
+        let found = self
+            .meta
+            .find_first(&caller.namespace, &caller.read_scopes, version, &keys)
+            .await?;
         if let Some(e) = &found {
             self.record_access(e.id);
         }
@@ -334,15 +344,13 @@ impl CacheService {
         restore_keys: &[String],
         limit: i64,
     ) -> Result<Vec<Entry>, CoreError> {
+        self.config.names.list_keys(key, restore_keys)?;
+        crate::validate::scopes(&caller.read_scopes)?;
         let mut prefixes: Vec<String> = Vec::new();
         if !key.is_empty() {
-            self.config.names.key(key)?;
             prefixes.push(key.to_string());
         }
-        for k in restore_keys {
-            self.config.names.key(k)?;
-            prefixes.push(k.clone());
-        }
+        prefixes.extend(restore_keys.iter().cloned());
         Ok(self
             .meta
             .list(&caller.namespace, &caller.read_scopes, &prefixes, limit)
@@ -368,6 +376,7 @@ impl CacheService {
         upload: &Entry,
         kind: &str,
         body: ByteStream,
+        max: u64,
     ) -> Result<StoredObject, CoreError> {
         let entry_id = upload.id;
         let name = format!(
@@ -375,10 +384,6 @@ impl CacheService {
             entry_prefix(entry_id),
             uuid::Uuid::new_v4().simple()
         );
-        let max = self
-            .config
-            .max_block_bytes
-            .min(self.entry_limit(&upload.namespace));
         let state = Arc::new(Mutex::new((Sha256::new(), 0u64)));
         let tap = state.clone();
         let body = body
@@ -670,9 +675,17 @@ impl CacheService {
             .await?
             .into_iter()
             .collect();
+        // Under a live entry, an object no part or staged block refers to is an
+        // orphan too (a block replaced while its delete failed, a crash between
+        // storing and recording); the grace keeps uploads in progress safe.
+        let live: Vec<i64> = existing.iter().copied().collect();
+        let referenced: HashSet<String> =
+            self.meta.referenced_by(&live).await?.into_iter().collect();
         let mut deleted = 0;
         for (id, name) in batch.drain(..) {
-            if existing.contains(&id) || doomed.contains(&entry_prefix(id)) {
+            if (existing.contains(&id) && referenced.contains(&name))
+                || doomed.contains(&entry_prefix(id))
+            {
                 continue;
             }
             if !dry_run {
@@ -689,6 +702,32 @@ impl CacheService {
         }
     }
 
+    /// The most bytes one more block of `upload` may have: staged bytes count
+    /// as they arrive, against the entry's limit (all of this upload's blocks)
+    /// and the namespace's budget (the blocks of all its unfinished uploads),
+    /// so staging cannot hold more disk than the budgets allow.
+    async fn block_room(&self, upload: &Entry, block_id: &str) -> Result<u64, CoreError> {
+        let (in_namespace, in_upload) = self
+            .meta
+            .staged_bytes(&upload.namespace, upload.id, block_id)
+            .await?;
+        let limits = self.config.policy.limits(&upload.namespace);
+        let mut room = self.config.max_block_bytes.min(
+            self.entry_limit(&upload.namespace)
+                .saturating_sub(in_upload),
+        );
+        if let Some(budget) = limits.budget_bytes {
+            room = room.min(budget.saturating_sub(in_namespace));
+        }
+        if room == 0 {
+            return Err(CoreError::TooLarge(format!(
+                "{in_upload} bytes are staged for this upload and {in_namespace} in its namespace; \
+                 no more fit in the namespace's limits"
+            )));
+        }
+        Ok(room)
+    }
+
     /// Put Block: stages one block of an upload. Retrying an id replaces the block.
     pub async fn put_block(
         &self,
@@ -697,7 +736,8 @@ impl CacheService {
         body: ByteStream,
     ) -> Result<u64, CoreError> {
         let upload = self.open_upload(entry_id).await?;
-        let stored = self.store_object(&upload, "block", body).await?;
+        let max = self.block_room(&upload, block_id).await?;
+        let stored = self.store_object(&upload, "block", body, max).await?;
         match self.meta.stage_block(entry_id, block_id, &stored).await {
             Ok(Staged::Ok { replaced }) => {
                 if let Some(old) = replaced {
@@ -723,7 +763,11 @@ impl CacheService {
     /// Put Blob: the whole blob in one body.
     pub async fn put_blob(&self, entry_id: i64, body: ByteStream) -> Result<u64, CoreError> {
         let upload = self.open_upload(entry_id).await?;
-        let stored = self.store_object(&upload, "blob", body).await?;
+        let max = self
+            .config
+            .max_block_bytes
+            .min(self.entry_limit(&upload.namespace));
+        let stored = self.store_object(&upload, "blob", body, max).await?;
         let outcome = self
             .meta
             .commit_single(entry_id, &stored, now_millis())
@@ -792,52 +836,73 @@ impl CacheService {
         Ok(OpenBlob { entry, parts })
     }
 
-    /// Streams bytes `[start, end)` of a blob made of `parts`. Following parts are
-    /// opened while the current one streams, to hide per-object latency: about
+    /// Streams bytes `[start, end)` of `entry`'s blob made of `parts`, checked
+    /// against what was stored ([`crate::reading`]). Following parts are opened
+    /// while the current one streams, to hide per-object latency: about
     /// `READ_AHEAD_BYTES` worth of them, so many small parts (BuildKit's 1 MiB
     /// blocks) are read ahead further than a few large ones, in bounded memory.
     ///
     /// The first bytes are read before this returns, so a blob store that is down
     /// is an error the client gets as a status, not a body cut short after `200`.
+    /// Bytes found missing or corrupt drop the entry (lookups then miss and the
+    /// next job saves it again): before the status as `NotFound`, later by
+    /// failing the body short of its length.
     pub async fn read(
         &self,
+        entry: &Entry,
         parts: Vec<Part>,
         start: u64,
         end: u64,
     ) -> Result<ByteStream, CoreError> {
         let blobs = self.blobs.clone();
-        let pieces: Vec<(String, u64, u64)> = parts
+        let pieces: Vec<Piece> = parts
             .into_iter()
             .filter_map(|p| {
                 let (po, ps) = (p.offset as u64, p.size as u64);
                 let s = start.max(po);
                 let e = end.min(po + ps);
-                (s < e).then(|| (p.object, s - po, e - po))
+                (s < e).then(|| Piece {
+                    object: p.object,
+                    start: s - po,
+                    end: e - po,
+                    size: ps,
+                    sha256: p.sha256,
+                })
             })
             .collect();
         let average =
-            pieces.iter().map(|(_, s, e)| e - s).sum::<u64>() / pieces.len().max(1) as u64;
+            pieces.iter().map(|p| p.end - p.start).sum::<u64>() / pieces.len().max(1) as u64;
         let ahead = (READ_AHEAD_BYTES / average.max(1)).clamp(2, 16) as usize;
         let mut stream = futures::stream::iter(pieces)
-            .map(move |(object, s, e)| {
-                let blobs = blobs.clone();
-                async move {
-                    blobs
-                        .get(&object, s, e)
-                        .await
-                        .map_err(|err| std::io::Error::other(err.to_string()))
-                }
-            })
+            .map(move |piece| reading::open(blobs.clone(), piece))
             .buffered(ahead)
             .try_flatten()
             .boxed();
         let first = match stream.next().await {
             Some(Ok(chunk)) => chunk,
-            Some(Err(e)) => return Err(CoreError::Blob(BlobError::Backend(e.to_string()))),
+            Some(Err(e)) => {
+                if let Some(fault) = Fault::of(&e) {
+                    drop_unusable(self.meta.clone(), entry.id, fault.clone()).await;
+                    return Err(CoreError::NotFound(
+                        "the cache entry's stored bytes are missing or corrupt; it was dropped"
+                            .into(),
+                    ));
+                }
+                return Err(CoreError::Blob(BlobError::Backend(e.to_string())));
+            }
             None => return Ok(futures::stream::empty().boxed()),
         };
+        let meta = self.meta.clone();
+        let entry_id = entry.id;
+        let rest = stream.inspect(move |item| {
+            if let Err(e) = item {
+                if let Some(fault) = Fault::of(e) {
+                    tokio::spawn(drop_unusable(meta.clone(), entry_id, fault.clone()));
+                }
+            }
+        });
         Ok(futures::stream::once(async move { Ok(first) })
-            .chain(stream)
+            .chain(rest)
             .boxed())
     }
 
@@ -883,6 +948,30 @@ impl CacheService {
             tracing::info!(count = total, "reclaimed abandoned uploads");
         }
         Ok(total)
+    }
+}
+
+/// Drops an entry whose stored bytes are missing or corrupt: lookups stop
+/// offering it (a miss, so the next job saves it again) and its objects are
+/// scheduled for deletion.
+pub(crate) async fn drop_unusable(meta: Arc<dyn MetaStore>, entry_id: i64, fault: Fault) {
+    tracing::warn!(entry_id, %fault, "stored bytes do not match the entry; dropping the entry");
+    let result = async {
+        let Some(entry) = meta.entry(entry_id).await? else {
+            return Ok(Vec::new());
+        };
+        meta.delete_unused(
+            &[(entry.id, entry.last_accessed_at)],
+            &entry_prefix,
+            now_millis(),
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(ids) if !ids.is_empty() => tracing::info!(entry_id, "unusable entry dropped"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(entry_id, error = %e, "could not drop an unusable entry"),
     }
 }
 

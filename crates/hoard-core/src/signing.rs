@@ -87,9 +87,11 @@ impl UrlSigner {
         if signature.is_empty() {
             return Err(SignatureError::Missing);
         }
-        let given = hex::decode(signature).map_err(|_| SignatureError::Mismatch)?;
-        let want = self.mac(op, entry_id, expires);
-        if given.len() != want.len() || !bool::from(given.ct_eq(&want)) {
+        // Only the form hoard writes (lower-case hex) verifies: a re-spelled
+        // signature is a changed URL.
+        let want = hex::encode(self.mac(op, entry_id, expires));
+        if signature.len() != want.len() || !bool::from(signature.as_bytes().ct_eq(want.as_bytes()))
+        {
             return Err(SignatureError::Mismatch);
         }
         if now > expires {
@@ -134,6 +136,11 @@ mod tests {
         );
         assert_eq!(
             s.verify(Operation::Download, 7, 1000, "zz", 1),
+            Err(SignatureError::Mismatch)
+        );
+        // The same bytes spelled in upper case are another URL.
+        assert_eq!(
+            s.verify(Operation::Download, 7, 1000, &sig.to_uppercase(), 1),
             Err(SignatureError::Mismatch)
         );
     }

@@ -21,6 +21,9 @@ pub enum StoreError {
 pub enum BlobError {
     #[error("object {0} not found")]
     NotFound(String),
+    /// The object is not what was stored (e.g. shorter than its recorded size).
+    #[error("{0}")]
+    Corrupt(String),
     /// The body stream itself failed; nothing was stored.
     #[error("{0}")]
     Body(std::io::Error),
@@ -86,7 +89,12 @@ pub enum BlobCommit {
 /// Result of finalizing an upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finalized {
-    Ok(i64),
+    /// Visible; `unused` are staged objects the committed blob does not use
+    /// (blocks staged after the last block list), to delete.
+    Ok {
+        id: i64,
+        unused: Vec<String>,
+    },
     SizeMismatch {
         expected: i64,
     },
@@ -112,6 +120,19 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Unfinished uploads of a namespace reserved at or after `since`.
     async fn open_uploads(&self, namespace: &str, since: i64) -> Result<u64, StoreError>;
+
+    /// Bytes staged as blocks by the unfinished uploads of `namespace`: in all
+    /// of them, and in upload `entry_id` alone, not counting what block
+    /// `block_id` of that upload holds now (a retried block replaces it).
+    async fn staged_bytes(
+        &self,
+        namespace: &str,
+        entry_id: i64,
+        block_id: &str,
+    ) -> Result<(u64, u64), StoreError>;
+
+    /// The objects the parts and staged blocks of these entries refer to.
+    async fn referenced_by(&self, entry_ids: &[i64]) -> Result<Vec<String>, StoreError>;
 
     /// An entry in any state, by id.
     async fn entry(&self, id: i64) -> Result<Option<Entry>, StoreError>;
@@ -170,6 +191,17 @@ pub trait MetaStore: Send + Sync + 'static {
         scope: &str,
         version: &str,
         prefix: &str,
+    ) -> Result<Option<Entry>, StoreError>;
+
+    /// The entry a lookup restores, in one query: the matching rule of
+    /// [`crate::matching`] (each scope in order; each key in order; an exact key
+    /// before the newest with the key as prefix).
+    async fn find_first(
+        &self,
+        namespace: &str,
+        scopes: &[String],
+        version: &str,
+        keys: &[&str],
     ) -> Result<Option<Entry>, StoreError>;
 
     /// Committed entries of a namespace in the given scopes whose key starts with

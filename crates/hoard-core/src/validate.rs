@@ -6,6 +6,22 @@ use crate::error::CoreError;
 /// key + 9 restore keys, as GitHub allows.
 pub const MAX_KEYS_PER_LOOKUP: usize = 10;
 
+/// Readable scopes taken from one token. GitHub's runtime tokens name a few (the
+/// job's ref, the default branch, a pull request's base); a token naming
+/// hundreds would make every lookup search them all.
+pub const MAX_SCOPES_PER_CALLER: usize = 16;
+
+/// Refuses a caller whose token names more readable scopes than hoard searches.
+pub fn scopes(read_scopes: &[String]) -> Result<(), CoreError> {
+    if read_scopes.len() > MAX_SCOPES_PER_CALLER {
+        return Err(CoreError::InvalidArgument(format!(
+            "the token names {} readable scopes; at most {MAX_SCOPES_PER_CALLER} are searched",
+            read_scopes.len()
+        )));
+    }
+    Ok(())
+}
+
 /// How long keys and versions may be, in characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NameLimits {
@@ -53,6 +69,23 @@ impl NameLimits {
         Ok(())
     }
 
+    /// The key and restore keys of a listing: the key may be empty (list all).
+    pub fn list_keys(&self, key: &str, restore: &[String]) -> Result<(), CoreError> {
+        if !key.is_empty() {
+            self.key(key)?;
+        }
+        if 1 + restore.len() > MAX_KEYS_PER_LOOKUP {
+            return Err(CoreError::InvalidArgument(format!(
+                "{} keys given; at most {MAX_KEYS_PER_LOOKUP} (key and restore keys) are allowed",
+                1 + restore.len()
+            )));
+        }
+        for k in restore {
+            self.key(k)?;
+        }
+        Ok(())
+    }
+
     /// The primary key and the restore keys of a lookup.
     pub fn lookup_keys(&self, primary: &str, restore: &[String]) -> Result<(), CoreError> {
         self.key(primary)?;
@@ -89,5 +122,10 @@ mod tests {
         assert!(lookup_keys("k", &vec!["r".to_string(); 9]).is_ok());
         assert!(lookup_keys("k", &vec!["r".to_string(); 10]).is_err());
         assert!(lookup_keys("k", &["".to_string()]).is_err());
+        assert!(l.list_keys("", &vec!["r".to_string(); 9]).is_ok());
+        assert!(l.list_keys("", &vec!["r".to_string(); 10]).is_err());
+        assert!(scopes(&vec!["s".to_string(); 16]).is_ok());
+        let err = scopes(&vec!["s".to_string(); 17]).unwrap_err().to_string();
+        assert!(err.contains("at most 16"), "{err}");
     }
 }

@@ -4,7 +4,8 @@
 use crate::sql::{backend, Dialect, SqlStore};
 use hoard_core::store::StoreError;
 use sqlx::any::AnyPoolOptions;
-use sqlx::{Any, Executor, Pool};
+use sqlx::pool::PoolConnectionMetadata;
+use sqlx::{Any, AnyConnection, Connection, Executor, Pool};
 use std::path::Path;
 use std::time::Duration;
 
@@ -56,12 +57,38 @@ pub async fn open(url: &str, pool: &PoolConfig) -> Result<SqlStore, StoreError> 
     }
 }
 
+/// A connection goes back into the pool only when it is outside every
+/// transaction; otherwise it is closed and the pool opens a fresh one.
+///
+/// An error inside a transaction can end it in the database without sqlx
+/// noticing: SQLite rolls back by itself on `SQLITE_FULL`, sqlx's own ROLLBACK
+/// then fails and its transaction depth stays at 1, so every later `begin` only
+/// makes a savepoint inside a transaction that no longer exists and no later
+/// write on that connection is ever committed. The ping first runs the rollback
+/// sqlx queued when the transaction was dropped.
+fn discard_if_in_transaction(
+    conn: &mut AnyConnection,
+    _meta: PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'_, Result<bool, sqlx::Error>> {
+    Box::pin(async move {
+        conn.ping().await?;
+        let clean = !conn.is_in_transaction();
+        if !clean {
+            tracing::warn!(
+                "a database connection was left inside a failed transaction; replacing it"
+            );
+        }
+        Ok(clean)
+    })
+}
+
 async fn open_sqlite(url: &str) -> Result<SqlStore, StoreError> {
     let base = url.split('?').next().unwrap_or(url);
     // All writes go through one connection: SQLite has one writer anyway, and this
     // avoids lock-upgrade failures between connections.
     let write = AnyPoolOptions::new()
         .max_connections(1)
+        .after_release(discard_if_in_transaction)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 conn.execute(
@@ -97,6 +124,7 @@ async fn open_postgres(url: &str, pool: &PoolConfig) -> Result<SqlStore, StoreEr
     let conn = AnyPoolOptions::new()
         .max_connections(pool.max_connections)
         .acquire_timeout(pool.acquire_timeout)
+        .after_release(discard_if_in_transaction)
         .connect(url)
         .await
         .map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {e}")))?;

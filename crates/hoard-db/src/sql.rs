@@ -14,6 +14,7 @@ use hoard_core::store::{BlobCommit, Finalized, MetaStore, Reservation, Staged, S
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -39,7 +40,31 @@ pub struct SqlStore {
 }
 
 pub(crate) fn backend(e: sqlx::Error) -> StoreError {
+    if is_disk_full(&e) && !DISK_FULL.swap(true, Ordering::Relaxed) {
+        tracing::error!(error = %e, "the database's disk is full: writes answer 503 until space is freed; reads go on");
+    }
     StoreError::Backend(e.to_string())
+}
+
+/// Set while the database reports a full disk, so the cause is logged once
+/// when it starts and once when it ends, not once per refused write.
+static DISK_FULL: AtomicBool = AtomicBool::new(false);
+
+/// SQLite's `SQLITE_FULL` (13) and PostgreSQL's `disk_full` (53100).
+fn is_disk_full(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "13" || c == "53100")
+}
+
+/// Commits a write transaction; a success after a full disk says writes work
+/// again.
+async fn commit(tx: Tx<'_>) -> Result<(), StoreError> {
+    tx.commit().await.map_err(backend)?;
+    if DISK_FULL.swap(false, Ordering::Relaxed) {
+        tracing::info!("the database accepts writes again");
+    }
+    Ok(())
 }
 
 const ENTRY_COLUMNS: &str =
@@ -158,7 +183,7 @@ impl SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         Ok(id)
     }
 
@@ -187,7 +212,7 @@ impl SqlStore {
             }
             q.execute(&mut *tx).await.map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         Ok(())
     }
 }
@@ -411,7 +436,7 @@ impl MetaStore for SqlStore {
         let Some(id) = id else {
             return Ok(Reservation::Taken);
         };
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         Ok(Reservation::Created { id, replaced })
     }
 
@@ -436,6 +461,45 @@ impl MetaStore for SqlStore {
             .await
             .map_err(backend)?;
         row.as_ref().map(entry_from_row).transpose()
+    }
+
+    async fn staged_bytes(
+        &self,
+        namespace: &str,
+        entry_id: i64,
+        block_id: &str,
+    ) -> Result<(u64, u64), StoreError> {
+        let (all, this): (i64, i64) = sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN b.entry_id = $2 THEN b.size ELSE 0 END), 0) AS BIGINT)
+             FROM blocks b JOIN entries e ON e.id = b.entry_id
+             WHERE e.namespace = $1 AND e.state IN ('pending', 'uploaded')
+               AND NOT (b.entry_id = $2 AND b.block_id = $3)",
+        )
+        .bind(namespace)
+        .bind(entry_id)
+        .bind(block_id)
+        .fetch_one(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok((all.max(0) as u64, this.max(0) as u64))
+    }
+
+    async fn referenced_by(&self, entry_ids: &[i64]) -> Result<Vec<String>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in entry_ids.chunks(INSERT_CHUNK) {
+            let list = values(1, chunk.len(), 1);
+            let sql = format!(
+                "SELECT object FROM parts WHERE entry_id IN {list}
+                 UNION SELECT object FROM blocks WHERE entry_id IN {list}"
+            );
+            let mut q = sqlx::query_scalar::<_, String>(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            found.extend(q.fetch_all(&self.read).await.map_err(backend)?);
+        }
+        Ok(found)
     }
 
     async fn stage_block(
@@ -475,7 +539,7 @@ impl MetaStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         let replaced = old.and_then(|(object, in_use)| (in_use == 0).then_some(object));
         Ok(Staged::Ok { replaced })
     }
@@ -562,7 +626,7 @@ impl MetaStore for SqlStore {
                 dropped.push(b.object.clone());
             }
         }
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         let used: HashSet<&str> = parts.iter().map(|(_, b)| b.object.as_str()).collect();
         let mut unused: Vec<String> = old_parts
             .into_iter()
@@ -607,7 +671,7 @@ impl MetaStore for SqlStore {
             sha256: stored.sha256.clone(),
         };
         let size = self.set_blob(&mut tx, entry_id, &[(None, &row)]).await?;
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         unused.sort();
         unused.dedup();
         unused.retain(|o| o != &stored.object);
@@ -635,8 +699,19 @@ impl MetaStore for SqlStore {
             Some(_) if stored_size != size => Ok(Finalized::SizeMismatch {
                 expected: stored_size,
             }),
-            Some(EntryState::Committed) => Ok(Finalized::Ok(id)),
+            Some(EntryState::Committed) => Ok(Finalized::Ok {
+                id,
+                unused: Vec::new(),
+            }),
             Some(EntryState::Uploaded) => {
+                // Blocks staged after the last block list: no part uses them.
+                let unused = object_names(
+                    &mut tx,
+                    "SELECT object FROM blocks WHERE entry_id = $1
+                       AND object NOT IN (SELECT object FROM parts WHERE entry_id = $1)",
+                    id,
+                )
+                .await?;
                 sqlx::query(
                     "UPDATE entries SET state = 'committed', created_at = $1, last_accessed_at = $1
                      WHERE id = $2",
@@ -647,8 +722,8 @@ impl MetaStore for SqlStore {
                 .await
                 .map_err(backend)?;
                 by_entry(&mut tx, "DELETE FROM blocks WHERE entry_id = $1", id).await?;
-                tx.commit().await.map_err(backend)?;
-                Ok(Finalized::Ok(id))
+                commit(tx).await?;
+                Ok(Finalized::Ok { id, unused })
             }
         }
     }
@@ -697,6 +772,76 @@ impl MetaStore for SqlStore {
             .bind(prefix.as_bytes());
         if let Some(u) = upper {
             q = q.bind(u);
+        }
+        let row = q.fetch_optional(&self.read).await.map_err(backend)?;
+        row.as_ref().map(entry_from_row).transpose()
+    }
+
+    async fn find_first(
+        &self,
+        namespace: &str,
+        scopes: &[String],
+        version: &str,
+        keys: &[&str],
+    ) -> Result<Option<Entry>, StoreError> {
+        if scopes.is_empty() || keys.is_empty() {
+            return Ok(None);
+        }
+        // Parameters: $1 namespace, $2 version, the scopes, each key's bounds.
+        // Each (scope, key) pair asks two index probes, ranked in the rule's
+        // order; the best-ranked row wins. SQLite allows 500 members in a
+        // compound SELECT: 16 scopes x 10 keys x 2 stay well inside.
+        let mut n = 2;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        let scope_params: Vec<String> = scopes.iter().map(|_| next()).collect();
+        let bounds: Vec<(Vec<u8>, Option<Vec<u8>>)> = keys
+            .iter()
+            .map(|k| (k.as_bytes().to_vec(), prefix_upper_bound(k.as_bytes())))
+            .collect();
+        let key_params: Vec<(String, Option<String>)> = bounds
+            .iter()
+            .map(|(_, upper)| (next(), upper.as_ref().map(|_| next())))
+            .collect();
+        let mut members = Vec::with_capacity(scopes.len() * keys.len() * 2);
+        for (si, scope) in scope_params.iter().enumerate() {
+            for (ki, (key, upper)) in key_params.iter().enumerate() {
+                let rank = (si * keys.len() + ki) * 2;
+                let common = format!(
+                    "FROM entries WHERE namespace = $1 AND scope = {scope} AND version = $2
+                     AND state = 'committed'"
+                );
+                members.push(format!(
+                    "SELECT * FROM (SELECT {ENTRY_COLUMNS}, {rank} AS pick {common}
+                     AND key = {key}) AS m{rank}"
+                ));
+                let below = upper
+                    .as_ref()
+                    .map(|u| format!(" AND key < {u}"))
+                    .unwrap_or_default();
+                members.push(format!(
+                    "SELECT * FROM (SELECT {ENTRY_COLUMNS}, {} AS pick {common}
+                     AND key >= {key}{below} ORDER BY created_at DESC, id DESC LIMIT 1) AS m{}",
+                    rank + 1,
+                    rank + 1
+                ));
+            }
+        }
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM ({}) AS found ORDER BY pick LIMIT 1",
+            members.join(" UNION ALL ")
+        );
+        let mut q = sqlx::query(&sql).bind(namespace).bind(version);
+        for s in scopes {
+            q = q.bind(s.as_str());
+        }
+        for (lower, upper) in bounds {
+            q = q.bind(lower);
+            if let Some(u) = upper {
+                q = q.bind(u);
+            }
         }
         let row = q.fetch_optional(&self.read).await.map_err(backend)?;
         row.as_ref().map(entry_from_row).transpose()
@@ -757,8 +902,8 @@ impl MetaStore for SqlStore {
     }
 
     async fn parts(&self, entry_id: i64) -> Result<Vec<Part>, StoreError> {
-        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
-            "SELECT start, size, object FROM parts WHERE entry_id = $1 ORDER BY idx",
+        let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
+            "SELECT start, size, object, sha256 FROM parts WHERE entry_id = $1 ORDER BY idx",
         )
         .bind(entry_id)
         .fetch_all(&self.read)
@@ -766,10 +911,11 @@ impl MetaStore for SqlStore {
         .map_err(backend)?;
         Ok(rows
             .into_iter()
-            .map(|(offset, size, object)| Part {
+            .map(|(offset, size, object, sha256)| Part {
                 offset,
                 size,
                 object,
+                sha256,
             })
             .collect())
     }
@@ -850,7 +996,7 @@ impl MetaStore for SqlStore {
     async fn doom(&self, prefixes: &[String], not_before: i64) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         doom_in(&mut tx, prefixes, not_before).await?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn due_dooms(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
@@ -1034,7 +1180,7 @@ impl MetaStore for SqlStore {
         }
         let prefixes: Vec<String> = deleted.iter().map(|id| prefix_of(*id)).collect();
         doom_in(&mut tx, &prefixes, not_before).await?;
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         Ok(deleted)
     }
 

@@ -70,6 +70,19 @@ async fn matching_table_holds(s: &SqlStore) {
             .map(|e| (e.scope, e.key));
         let want = case.expect.map(|(a, b)| (a.to_string(), b.to_string()));
         assert_eq!(got, want, "case: {}", case.name);
+        // The one-query lookup the service uses answers the same.
+        let first = s
+            .find_first(&ns, &scopes, case.version, case.keys)
+            .await
+            .unwrap()
+            .map(|e| (e.scope, e.key));
+        assert_eq!(first, want, "find_first, case: {}", case.name);
+        assert_eq!(
+            s.find_first("other", &scopes, case.version, case.keys)
+                .await
+                .unwrap(),
+            None
+        );
         // Another namespace never sees these entries.
         let other = InNamespace {
             store: s,
@@ -168,12 +181,12 @@ async fn blocks_commit_in_list_order_and_finalize_checks_size(s: &SqlStore) {
     assert_eq!(s.find_exact("ns", "main", "v", "k").await.unwrap(), None);
     assert_eq!(
         s.finalize("ns", "main", "k", "v", 8, 3).await.unwrap(),
-        Finalized::Ok(id)
+        Finalized::Ok { id, unused: vec![] }
     );
     // Retried finalize and block list answer the same; other content is refused.
     assert_eq!(
         s.finalize("ns", "main", "k", "v", 8, 4).await.unwrap(),
-        Finalized::Ok(id)
+        Finalized::Ok { id, unused: vec![] }
     );
     assert_eq!(
         s.commit_block_list(id, &["QQ==".into(), "Qg==".into()], i64::MAX, 4)
@@ -227,7 +240,7 @@ async fn put_blob_replaces_staged_blocks_and_finalize_needs_a_blob(s: &SqlStore)
     }
     assert_eq!(
         s.finalize("ns", "main", "k", "v", 10, 2).await.unwrap(),
-        Finalized::Ok(id)
+        Finalized::Ok { id, unused: vec![] }
     );
     let e = s.entry(id).await.unwrap().unwrap();
     assert_eq!(e.hash, format!("sha256:{}", "00".repeat(32)));
@@ -617,8 +630,33 @@ async fn an_unreachable_postgres_fails_promptly() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
 
+/// The largest lookup hoard accepts (16 scopes, 10 keys) is one statement that
+/// both engines run; the match in the last scope by the last key is found.
+async fn the_largest_lookup_is_one_query(s: &SqlStore) {
+    s.insert_committed("big", "scope-15", "key-9-suffix", "v", 5, "o", 0)
+        .await
+        .unwrap();
+    s.insert_committed("big", "scope-15", "key-9", "v", 4, "o", 0)
+        .await
+        .unwrap();
+    let scopes: Vec<String> = (0..16).map(|i| format!("scope-{i}")).collect();
+    let keys: Vec<String> = (0..10).map(|i| format!("key-{i}")).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let e = s
+        .find_first("big", &scopes, "v", &keys)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((e.scope.as_str(), e.key.as_str()), ("scope-15", "key-9"));
+    assert_eq!(
+        s.find_first("big", &scopes, "w", &keys).await.unwrap(),
+        None
+    );
+}
+
 on_both!(
     matching_table_holds,
+    the_largest_lookup_is_one_query,
     reservation_is_exclusive_until_stale,
     blocks_commit_in_list_order_and_finalize_checks_size,
     put_blob_replaces_staged_blocks_and_finalize_needs_a_blob,

@@ -2,7 +2,7 @@
 //! clients use (Put Blob, Put Block, Put Block List, Get Blob, Get Blob Properties),
 //! with Azure's response headers and XML errors.
 
-use crate::{http_date, AppState};
+use crate::{flow, http_date, AppState};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -28,6 +28,8 @@ struct AzureError {
     message: String,
     /// Answer with `Connection: close`.
     close: bool,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 impl AzureError {
@@ -36,6 +38,18 @@ impl AzureError {
             code,
             message: message.into(),
             close: false,
+            retry_after: None,
+        }
+    }
+
+    /// 503 ServerBusy with Retry-After: too much in flight on this replica.
+    fn busy(what: &str) -> AzureError {
+        AzureError {
+            retry_after: Some(flow::RETRY_AFTER_SECS),
+            ..AzureError::new(
+                AzureCode::ServerBusy,
+                format!("too many {what} in progress on this server; retry shortly"),
+            )
         }
     }
 }
@@ -69,6 +83,10 @@ impl IntoResponse for AzureError {
         if self.close {
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         r
     }
@@ -138,9 +156,13 @@ fn authorize(
     if Operation::parse(sp) != Some(op) {
         return Err(denied("the URL does not grant this operation"));
     }
+    // Only the canonical spelling hoard writes (no sign, no leading zeros):
+    // any other spelling of the same number is a changed URL.
     let expires: i64 = se
         .parse()
-        .map_err(|_| denied("the URL's expiry is not a number"))?;
+        .ok()
+        .filter(|n: &i64| n.to_string() == se)
+        .ok_or_else(|| denied("the URL's expiry is not a number in canonical form"))?;
     app.service
         .verify(op, entry_id, expires, sig)
         .map_err(|e| match e {
@@ -179,10 +201,20 @@ pub async fn handle(
 }
 
 fn entry_id(id: &str) -> Result<i64, AzureError> {
-    id.parse::<i64>()
+    let n = id
+        .parse::<i64>()
         .ok()
         .filter(|n| *n > 0)
-        .ok_or_else(|| AzureError::new(AzureCode::BlobNotFound, "no such blob"))
+        .ok_or_else(|| AzureError::new(AzureCode::BlobNotFound, "no such blob"))?;
+    // The signature covers the id as hoard wrote it: `+7` or `007` is a
+    // changed URL, not another spelling of entry 7.
+    if n.to_string() != id {
+        return Err(AzureError::new(
+            AzureCode::AuthenticationFailed,
+            "the URL signature does not match",
+        ));
+    }
+    Ok(n)
 }
 
 fn created() -> Response {
@@ -221,6 +253,16 @@ fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, AzureError> {
     }
 }
 
+/// An upload's body as the service reads it: failing once no bytes arrive for
+/// the idle timeout.
+fn upload_body(app: &AppState, request: Request) -> hoard_core::ByteStream {
+    let body = request
+        .into_body()
+        .into_data_stream()
+        .map_err(std::io::Error::other);
+    flow::idle_body(body, app.in_flight.limits.body_idle_timeout)
+}
+
 async fn put(app: &AppState, id: &str, request: Request) -> Result<Response, AzureError> {
     let entry_id = entry_id(id)?;
     let q = parse_query(request.uri().query());
@@ -249,24 +291,45 @@ async fn put(app: &AppState, id: &str, request: Request) -> Result<Response, Azu
                     format!("blockid: {e}"),
                 )
             })?;
-            let body = request
-                .into_body()
-                .into_data_stream()
-                .map_err(std::io::Error::other);
-            svc.put_block(entry_id, block_id, Box::pin(body))
+            let _place = app
+                .in_flight
+                .upload()
+                .ok_or_else(|| AzureError::busy("uploads"))?;
+            let body = upload_body(app, request);
+            svc.put_block(entry_id, block_id, body)
                 .await
                 .map_err(azure_error)?;
             Ok(created())
         }
         Some("blocklist") => {
-            let body = axum::body::to_bytes(request.into_body(), MAX_BLOCK_LIST_BYTES)
-                .await
-                .map_err(|_| {
-                    AzureError::new(
+            // Block lists are read whole: their bytes in memory are bounded
+            // across all requests, by the declared length where there is one.
+            let declared = declared_length(request.headers())?;
+            let room = declared.map_or(MAX_BLOCK_LIST_BYTES, |n| {
+                (n as usize).min(MAX_BLOCK_LIST_BYTES)
+            });
+            let _room = app
+                .in_flight
+                .block_list(room)
+                .ok_or_else(|| AzureError::busy("block lists"))?;
+            let idle = app.in_flight.limits.body_idle_timeout;
+            let read =
+                tokio::time::timeout(idle, axum::body::to_bytes(request.into_body(), room.max(1)));
+            let body = match read.await {
+                Ok(Ok(body)) => body,
+                Ok(Err(_)) => {
+                    return Err(AzureError::new(
                         AzureCode::RequestBodyTooLarge,
                         "the block list could not be read or is too large",
-                    )
-                })?;
+                    ))
+                }
+                Err(_) => {
+                    return Err(AzureError::new(
+                        AzureCode::InvalidInput,
+                        format!("the block list did not arrive within {} s", idle.as_secs()),
+                    ))
+                }
+            };
             let ids = parse_block_list(&body, svc.config().max_blocks).map_err(|e| {
                 let code = match e {
                     BlockListError::TooMany(_) => AzureCode::BlockListTooLong,
@@ -294,13 +357,12 @@ async fn put(app: &AppState, id: &str, request: Request) -> Result<Response, Azu
                     "Put Blob needs x-ms-blob-type: BlockBlob",
                 ));
             }
-            let body = request
-                .into_body()
-                .into_data_stream()
-                .map_err(std::io::Error::other);
-            svc.put_blob(entry_id, Box::pin(body))
-                .await
-                .map_err(azure_error)?;
+            let _place = app
+                .in_flight
+                .upload()
+                .ok_or_else(|| AzureError::busy("uploads"))?;
+            let body = upload_body(app, request);
+            svc.put_blob(entry_id, body).await.map_err(azure_error)?;
             Ok(created())
         }
     }
@@ -340,12 +402,17 @@ async fn get(app: &AppState, id: &str, request: Request) -> Result<Response, Azu
     let body = if head || start == end {
         Body::empty()
     } else {
-        Body::from_stream(
-            app.service
-                .read(blob.parts, start, end)
-                .await
-                .map_err(azure_error)?,
-        )
+        let place = app
+            .in_flight
+            .download()
+            .ok_or_else(|| AzureError::busy("downloads"))?;
+        let stream = app
+            .service
+            .read(&blob.entry, blob.parts, start, end)
+            .await
+            .map_err(azure_error)?;
+        let idle = app.in_flight.limits.body_idle_timeout;
+        Body::from_stream(flow::Download::new(stream, place, idle))
     };
     let mut r = Response::new(body);
     *r.status_mut() = if head { StatusCode::OK } else { status };

@@ -3,6 +3,8 @@
 
 pub mod auth;
 mod blob;
+pub mod connections;
+pub mod flow;
 pub mod fuzzing;
 mod http_date;
 mod limits;
@@ -23,6 +25,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     pub auth: Arc<Authenticator>,
     pub limits: HttpLimits,
+    /// Uploads, downloads and block lists in flight.
+    pub in_flight: Arc<flow::InFlight>,
 }
 
 /// Limits on requests, before any handler reads them.

@@ -146,6 +146,7 @@ async fn dispatch(
         ));
     }
     let headers = request.headers().clone();
+    let authority = request.uri().authority().map(|a| a.as_str().to_string());
     let enc = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -163,8 +164,18 @@ async fn dispatch(
         .await
         .map_err(|u| TwirpError::new(TwirpCode::Unauthenticated, u.0))?;
     let max = app.limits.max_twirp_body_bytes;
-    let body = axum::body::to_bytes(request.into_body(), max)
+    let idle = app.in_flight.limits.body_idle_timeout;
+    let body = tokio::time::timeout(idle, axum::body::to_bytes(request.into_body(), max))
         .await
+        .map_err(|_| {
+            TwirpError::new(
+                TwirpCode::Malformed,
+                format!(
+                    "the request body did not arrive within {} s",
+                    idle.as_secs()
+                ),
+            )
+        })?
         .map_err(|_| {
             TwirpError::new(
                 TwirpCode::Malformed,
@@ -175,6 +186,15 @@ async fn dispatch(
     match method {
         "CreateCacheEntry" => {
             let req: pb::CreateCacheEntryRequest = pb::decode(enc, &body)?;
+            // Every upload place of this replica is taken: the client comes
+            // back later instead of starting an upload that would be refused.
+            if app.in_flight.uploads_full() {
+                return Err(TwirpError::new(
+                    TwirpCode::ResourceExhausted,
+                    "too many uploads in progress on this server; retry shortly",
+                )
+                .with_meta(RETRY_AFTER, crate::flow::RETRY_AFTER_SECS.to_string()));
+            }
             let signed = match svc.create(&caller, &req.key, &req.version).await {
                 Ok(signed) => signed,
                 // GitHub's answer to a read-only token, which the toolkit reports
@@ -191,7 +211,7 @@ async fn dispatch(
                 }
                 Err(e) => return Err(twirp_error(e)),
             };
-            let base = urls::base_url(app.public_url.as_deref(), &headers);
+            let base = urls::base_url(app.public_url.as_deref(), &headers, authority.as_deref());
             Ok(reply(
                 enc,
                 &pb::CreateCacheEntryResponse {
@@ -228,7 +248,11 @@ async fn dispatch(
                     let url = match svc.direct_download_url(&e).await {
                         Some(url) => url,
                         None => {
-                            let base = urls::base_url(app.public_url.as_deref(), &headers);
+                            let base = urls::base_url(
+                                app.public_url.as_deref(),
+                                &headers,
+                                authority.as_deref(),
+                            );
                             urls::signed_url(&base, &svc.download_ref(e.id))
                         }
                     };

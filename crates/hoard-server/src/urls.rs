@@ -5,16 +5,20 @@
 use axum::http::HeaderMap;
 use hoard_core::service::SignedRef;
 
-/// The base URL clients reach hoard at: configured, or from the request.
-pub fn base_url(public_url: Option<&str>, headers: &HeaderMap) -> String {
+/// The base URL clients reach hoard at: configured, or from the request: a
+/// proxy's `X-Forwarded-Host`, the `Host` header, or (HTTP/2, which has no Host
+/// header) the `:authority` that hyper puts into the request URI.
+pub fn base_url(public_url: Option<&str>, headers: &HeaderMap, authority: Option<&str>) -> String {
     if let Some(u) = public_url {
         return u.trim_end_matches('/').to_string();
     }
+    let usable = |h: &&str| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic());
     let host = headers
         .get("x-forwarded-host")
         .or_else(|| headers.get(axum::http::header::HOST))
         .and_then(|v| v.to_str().ok())
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(usable)
+        .or(authority.filter(usable))
         .unwrap_or("localhost");
     let scheme = match headers
         .get("x-forwarded-proto")
@@ -44,12 +48,22 @@ mod tests {
     fn base_from_config_or_host() {
         let mut h = HeaderMap::new();
         h.insert("host", "10.0.0.5:8080".parse().unwrap());
-        assert_eq!(base_url(None, &h), "http://10.0.0.5:8080");
+        assert_eq!(base_url(None, &h, None), "http://10.0.0.5:8080");
         assert_eq!(
-            base_url(Some("https://cache.example/"), &h),
+            base_url(Some("https://cache.example/"), &h, None),
             "https://cache.example"
         );
         h.insert("x-forwarded-proto", "https".parse().unwrap());
-        assert_eq!(base_url(None, &h), "https://10.0.0.5:8080");
+        assert_eq!(base_url(None, &h, None), "https://10.0.0.5:8080");
+    }
+
+    #[test]
+    fn http2_authority_when_there_is_no_host_header() {
+        let h = HeaderMap::new();
+        assert_eq!(
+            base_url(None, &h, Some("cache.internal:8080")),
+            "http://cache.internal:8080"
+        );
+        assert_eq!(base_url(None, &h, None), "http://localhost");
     }
 }

@@ -5,18 +5,18 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use hoard_core::store::{BlobError, BlobStore, ByteStream, ListedObject, ObjectList};
-use std::io::{ErrorKind, Read, Seek, Write as _};
+use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-/// Write and read buffer size: large enough that per-call overhead vanishes, small
-/// enough to keep memory per request bounded.
-const IO_BUFFER: usize = 1024 * 1024;
-/// Chunks (as received, usually 16-64 KiB) queued for the writer thread.
-const WRITE_QUEUE: usize = 4;
-/// Chunks of `IO_BUFFER` read ahead of the client: at most this many MiB per read.
-const READ_AHEAD: usize = 2;
+/// Bytes gathered from the network before one batch of writes to disk: large
+/// enough that per-batch overhead vanishes, small enough to keep memory per
+/// upload bounded (a batch being written and one being gathered).
+const WRITE_BATCH: usize = 512 * 1024;
+/// Bytes read from disk per step of a download: all a stalled reader can pin.
+const READ_CHUNK: usize = 256 * 1024;
 
 pub struct LocalStore {
     root: PathBuf,
@@ -25,6 +25,16 @@ pub struct LocalStore {
 
 fn backend(context: &str, e: std::io::Error) -> BlobError {
     BlobError::Backend(format!("{context}: {e}"))
+}
+
+/// Runs bounded disk work on the blocking pool. Waits for the network never
+/// happen in here, so a client that stops sending or reading holds no thread.
+async fn on_disk<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| std::io::Error::other(format!("disk task: {e}")))?
 }
 
 impl LocalStore {
@@ -60,172 +70,204 @@ impl LocalStore {
     }
 }
 
-/// What the async side hands the writer thread.
-enum Write {
-    Data(Bytes),
-    /// The body ended cleanly: keep the file.
-    End,
+/// A temporary file that is removed unless it was moved into place: an upload
+/// whose body fails, or whose request is dropped midway, leaves nothing.
+struct TempFile {
+    path: PathBuf,
+    file: Arc<std::fs::File>,
+    kept: bool,
 }
 
-/// Writes one object on a blocking thread: chunks arrive over `rx`; the file is
-/// renamed into place only after `Write::End`, and removed otherwise.
-fn write_object(tmp: &Path, dest: &Path, mut rx: mpsc::Receiver<Write>) -> Result<(), BlobError> {
-    let file = std::fs::File::create(tmp).map_err(|e| backend("creating a temporary file", e))?;
-    let mut out = std::io::BufWriter::with_capacity(IO_BUFFER, file);
-    let result = (|| {
-        loop {
-            match rx.blocking_recv() {
-                Some(Write::Data(chunk)) => {
-                    out.write_all(&chunk).map_err(|e| backend("writing", e))?
-                }
-                Some(Write::End) => break,
-                // The body failed; the async side reports why.
-                None => return Err(BlobError::Backend("upload abandoned".into())),
-            }
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
         }
-        out.flush().map_err(|e| backend("writing", e))?;
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| backend("creating a directory", e))?;
-        }
-        std::fs::rename(tmp, dest).map_err(|e| backend("moving the object into place", e))
-    })();
-    if result.is_err() {
-        drop(out);
-        let _ = std::fs::remove_file(tmp);
     }
-    result
 }
 
-/// How far ahead of the reader the kernel is asked to fetch from disk. The bytes
-/// land in the page cache, not in hoard's memory, so the disk has many reads in
-/// flight (a cold read then runs near disk speed) while the process holds only
-/// `READ_AHEAD` chunks.
-const DISK_READ_AHEAD: u64 = 16 * 1024 * 1024;
+/// Waits for a batch of writes on the blocking pool, if one is under way.
+async fn finished(
+    writing: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+) -> Result<(), BlobError> {
+    let Some(w) = writing else { return Ok(()) };
+    w.await
+        .map_err(|e| BlobError::Backend(format!("disk task: {e}")))?
+        .map_err(|e| backend("writing", e))
+}
 
-/// Read-ahead advice to the kernel: `sequential` for the whole file, or
-/// `will_need(offset, len)` for the range about to be read.
-fn advise(file: &std::fs::File, offset: u64, len: u64, sequential: bool) {
+/// Read-ahead advice to the kernel for the range about to be read. The bytes
+/// land in the page cache, not in hoard's memory, so the disk has many reads in
+/// flight (a cold read then runs near disk speed) while hoard holds one chunk.
+fn advise(file: &std::fs::File, offset: u64, len: u64) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
-        let advice = if sequential {
-            libc::POSIX_FADV_SEQUENTIAL
-        } else {
-            libc::POSIX_FADV_WILLNEED
-        };
         // SAFETY: the descriptor is open for the duration of the call; advice only
         // tunes caching, and a failure just means no read-ahead.
         unsafe {
-            libc::posix_fadvise(file.as_raw_fd(), offset as i64, len as i64, advice);
+            libc::posix_fadvise(
+                file.as_raw_fd(),
+                offset as i64,
+                len as i64,
+                libc::POSIX_FADV_WILLNEED,
+            );
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (file, offset, len, sequential);
+    let _ = (file, offset, len);
 }
 
-/// Streams `[start, end)` of a file into `tx` on a blocking thread, in chunks of
-/// at most `IO_BUFFER`; stops early when the reader goes away.
-fn read_object(
-    path: &Path,
+/// How far ahead of the reader the kernel is asked to fetch from disk.
+const DISK_READ_AHEAD: u64 = 16 * 1024 * 1024;
+
+/// One step of a download: up to `READ_CHUNK` bytes at `pos`, never fewer than
+/// asked (a file shorter than its recorded size is an error, not an early end).
+fn read_chunk(
+    file: &std::fs::File,
     name: &str,
-    start: u64,
-    end: u64,
-    tx: mpsc::Sender<std::io::Result<Bytes>>,
-) {
-    let result = (|| -> std::io::Result<()> {
-        let mut file = std::fs::File::open(path)?;
-        advise(&file, 0, 0, true);
-        file.seek(std::io::SeekFrom::Start(start))?;
-        let mut left = end.saturating_sub(start);
-        let mut pos = start;
-        // The range up to here has been asked for; ask for the next half window
-        // whenever the reader gets within half a window of its end.
-        let mut advised = start;
-        while left > 0 {
-            if advised < end && advised - pos < DISK_READ_AHEAD / 2 {
-                let len = (DISK_READ_AHEAD / 2).min(end - advised);
-                advise(&file, advised, len, false);
-                advised += len;
-            }
-            let want = left.min(IO_BUFFER as u64) as usize;
-            // read_to_end fills spare capacity without zeroing it first.
-            let mut buf = Vec::with_capacity(want);
-            (&mut file).take(want as u64).read_to_end(&mut buf)?;
-            if buf.len() < want {
-                // Shorter than its recorded size: fail, never end early.
+    pos: u64,
+    want: usize,
+    advise_from: Option<u64>,
+) -> std::io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    if let Some(from) = advise_from {
+        advise(file, from, DISK_READ_AHEAD);
+    }
+    let mut buf = vec![0u8; want];
+    let mut filled = 0;
+    while filled < want {
+        match file.read_at(&mut buf[filled..], pos + filled as u64) {
+            Ok(0) => {
                 return Err(std::io::Error::new(
                     ErrorKind::UnexpectedEof,
-                    format!(
-                        "object {name} ended {} bytes early",
-                        left - buf.len() as u64
-                    ),
-                ));
+                    format!("object {name} ended {} bytes early", want - filled),
+                ))
             }
-            let buf = Bytes::from(buf);
-            left -= want as u64;
-            pos += want as u64;
-            if tx.blocking_send(Ok(buf)).is_err() {
-                return Ok(());
-            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = tx.blocking_send(Err(e));
     }
+    Ok(Bytes::from(buf))
+}
+
+/// Where a download stands between steps.
+struct Reading {
+    file: Arc<std::fs::File>,
+    name: Arc<str>,
+    pos: u64,
+    end: u64,
+    /// The kernel was asked to read ahead up to here.
+    advised: u64,
 }
 
 #[async_trait]
 impl BlobStore for LocalStore {
     async fn put(&self, name: &str, mut body: ByteStream) -> Result<u64, BlobError> {
         let dest = self.path(name)?;
-        let tmp = self.tmp.join(uuid::Uuid::new_v4().simple().to_string());
-        // Disk writes run on their own thread, so receiving the next chunk from
-        // the network overlaps writing the last one.
-        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let writer = tokio::task::spawn_blocking(move || write_object(&tmp, &dest, rx));
+        let path = self.tmp.join(uuid::Uuid::new_v4().simple().to_string());
+        let create = path.clone();
+        let file = on_disk(move || std::fs::File::create(create))
+            .await
+            .map_err(|e| backend("creating a temporary file", e))?;
+        let mut tmp = TempFile {
+            path,
+            file: Arc::new(file),
+            kept: false,
+        };
+        // Chunks are gathered here (as received, not copied) while the previous
+        // batch is written on the blocking pool, so receiving overlaps writing;
+        // the wait for the client is an await, never a parked thread.
         let mut size = 0u64;
-        let mut failure = None;
-        while let Some(chunk) = body.next().await {
-            match chunk {
-                Ok(chunk) => {
-                    size += chunk.len() as u64;
-                    if tx.send(Write::Data(chunk)).await.is_err() {
-                        break; // the writer failed; its error is reported below
-                    }
-                }
-                Err(e) => {
-                    failure = Some(BlobError::Body(e));
-                    break;
-                }
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batched = 0usize;
+        let mut writing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
+        loop {
+            let chunk = match body.next().await {
+                Some(Ok(chunk)) => Some(chunk),
+                Some(Err(e)) => return Err(BlobError::Body(e)),
+                None => None,
+            };
+            let end = chunk.is_none();
+            if let Some(chunk) = chunk {
+                size += chunk.len() as u64;
+                batched += chunk.len();
+                batch.push(chunk);
+            }
+            if batched >= WRITE_BATCH || (end && batched > 0) {
+                finished(writing.take()).await?;
+                let chunks = std::mem::take(&mut batch);
+                batched = 0;
+                let file = tmp.file.clone();
+                writing = Some(tokio::task::spawn_blocking(move || {
+                    use std::io::Write;
+                    chunks.iter().try_for_each(|c| (&*file).write_all(c))
+                }));
+            }
+            if end {
+                break;
             }
         }
-        if failure.is_none() {
-            let _ = tx.send(Write::End).await;
-        }
-        drop(tx);
-        let written = writer
-            .await
-            .map_err(|e| BlobError::Backend(format!("writer thread: {e}")))?;
-        match failure {
-            Some(e) => Err(e),
-            None => written.map(|()| size),
-        }
+        finished(writing.take()).await?;
+        let from = tmp.path.clone();
+        on_disk(move || {
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::rename(from, dest)
+        })
+        .await
+        .map_err(|e| backend("moving the object into place", e))?;
+        tmp.kept = true;
+        Ok(size)
     }
 
     async fn get(&self, name: &str, start: u64, end: u64) -> Result<ByteStream, BlobError> {
         let path = self.path(name)?;
-        match tokio::fs::metadata(&path).await {
-            Ok(_) => {}
+        let file = match on_disk(move || std::fs::File::open(path)).await {
+            Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(BlobError::NotFound(name.to_string()))
             }
             Err(e) => return Err(backend("opening", e)),
+        };
+        // A file shorter than the range is not what was stored: said before
+        // the first byte, so the client gets a status instead of a short body.
+        let len = file.metadata().map_err(|e| backend("opening", e))?.len();
+        if len < end {
+            return Err(BlobError::Corrupt(format!(
+                "object {name} has {len} bytes, fewer than the {end} asked for"
+            )));
         }
-        let (tx, rx) = mpsc::channel(READ_AHEAD);
-        let object = name.to_string();
-        tokio::task::spawn_blocking(move || read_object(&path, &object, start, end, tx));
-        Ok(ReceiverStream::new(rx).boxed())
+        let state = Reading {
+            file: Arc::new(file),
+            name: Arc::from(name),
+            pos: start,
+            end,
+            advised: start,
+        };
+        // Each step reads one chunk on the blocking pool when the client asks
+        // for more: nothing is read ahead into memory, and a reader that stops
+        // reading holds one chunk and no thread.
+        Ok(futures::stream::try_unfold(state, |mut s| async move {
+            if s.pos >= s.end {
+                return Ok(None);
+            }
+            let want = (s.end - s.pos).min(READ_CHUNK as u64) as usize;
+            // Ask for the next window whenever the reader gets within half a
+            // window of what was asked for.
+            let advise_from =
+                (s.advised < s.end && s.advised - s.pos < DISK_READ_AHEAD / 2).then_some(s.advised);
+            if advise_from.is_some() {
+                s.advised = (s.advised + DISK_READ_AHEAD).min(s.end);
+            }
+            let (file, name, pos) = (s.file.clone(), s.name.clone(), s.pos);
+            let chunk = on_disk(move || read_chunk(&file, &name, pos, want, advise_from)).await?;
+            s.pos += want as u64;
+            Ok(Some((chunk, s)))
+        })
+        .boxed())
     }
 
     async fn delete(&self, name: &str) -> Result<(), BlobError> {
@@ -337,9 +379,10 @@ mod tests {
             b"wor"
         );
         // Asking past the end of a short file is an error, not a short body.
-        let short = s.get("entries/1/a", 0, 20).await.unwrap();
-        let all: Vec<_> = short.collect().await;
-        assert!(all.last().unwrap().is_err());
+        assert!(matches!(
+            s.get("entries/1/a", 0, 20).await,
+            Err(BlobError::Corrupt(_))
+        ));
         s.delete_prefix("entries/1").await.unwrap();
         assert!(matches!(
             s.get("entries/1/a", 0, 1).await,

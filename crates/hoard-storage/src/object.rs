@@ -271,6 +271,14 @@ impl BlobStore for ObjectStorage {
             .get_opts(&path, options)
             .await
             .map_err(|e| backend("reading", e))?;
+        // An object shorter than the range is not what was stored: said before
+        // the first byte.
+        if result.meta.size < end || result.range.end < end {
+            return Err(BlobError::Corrupt(format!(
+                "object {name} has {} bytes, fewer than the {end} asked for",
+                result.meta.size
+            )));
+        }
         Ok(result
             .into_stream()
             .map_err(|e| std::io::Error::other(format!("object storage, reading: {e}")))

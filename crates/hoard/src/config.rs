@@ -145,12 +145,33 @@ pub struct Limits {
     pub max_open_uploads: u64,
     /// Uploads one namespace may start per minute, per replica; 0: no limit.
     pub uploads_per_minute: u32,
+    /// Put Blob / Put Block bodies streaming at once, per replica; more are
+    /// refused with 503 ServerBusy + Retry-After (CreateCacheEntry: 429).
+    pub uploads_in_flight: usize,
+    /// Get Blob bodies streaming at once, per replica; more: 503 + Retry-After.
+    pub downloads_in_flight: usize,
+    /// Bytes of Put Block List bodies held in memory at once, per replica.
+    pub block_list_buffer_bytes: usize,
+    /// A request body with no bytes for this long fails.
+    pub body_idle_timeout_secs: u64,
+    /// A response the client takes no bytes of for this long: the connection
+    /// is closed.
+    pub write_idle_timeout_secs: u64,
+    /// Request headers must arrive within this; also how long an idle
+    /// keep-alive connection stays open.
+    pub header_read_timeout_secs: u64,
+    /// Concurrent streams per HTTP/2 connection.
+    pub http2_max_streams: u32,
+    /// After SIGTERM, requests in flight get this long before hoard exits.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         let names = hoard_core::validate::NameLimits::default();
         let http = hoard_server::HttpLimits::default();
+        let flow = hoard_server::flow::FlowLimits::default();
+        let conn = hoard_server::connections::ConnLimits::default();
         Limits {
             max_key_chars: names.key_chars,
             max_version_chars: names.version_chars,
@@ -159,6 +180,14 @@ impl Default for Limits {
             max_twirp_body_bytes: http.max_twirp_body_bytes,
             max_open_uploads: 0,
             uploads_per_minute: 0,
+            uploads_in_flight: flow.uploads_in_flight,
+            downloads_in_flight: flow.downloads_in_flight,
+            block_list_buffer_bytes: flow.block_list_bytes,
+            body_idle_timeout_secs: flow.body_idle_timeout.as_secs(),
+            write_idle_timeout_secs: conn.write_idle_timeout.as_secs(),
+            header_read_timeout_secs: conn.header_read_timeout.as_secs(),
+            http2_max_streams: conn.http2_max_streams,
+            shutdown_grace_secs: conn.shutdown_grace.as_secs(),
         }
     }
 }
@@ -316,6 +345,11 @@ pub struct Storage {
     pub orphan_sweep_interval_secs: u64,
     /// Only objects older than this are ever swept.
     pub orphan_grace_secs: i64,
+    /// The background scrub re-reads stored entries at this many bytes per
+    /// second and drops those whose bytes changed or vanished; 0: off.
+    pub scrub_bytes_per_sec: u64,
+    /// Pause between two full scrub passes.
+    pub scrub_pause_secs: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -390,6 +424,8 @@ impl Default for Storage {
             direct_download: false,
             orphan_sweep_interval_secs: 3600,
             orphan_grace_secs: 86400,
+            scrub_bytes_per_sec: 0,
+            scrub_pause_secs: 86400,
         }
     }
 }
@@ -518,6 +554,14 @@ impl Config {
             &mut self.storage.orphan_grace_secs,
         )?;
         parse_env(
+            "HOARD_STORAGE_SCRUB_BYTES_PER_SEC",
+            &mut self.storage.scrub_bytes_per_sec,
+        )?;
+        parse_env(
+            "HOARD_STORAGE_SCRUB_PAUSE_SECS",
+            &mut self.storage.scrub_pause_secs,
+        )?;
+        parse_env(
             "HOARD_EVICTION_INTERVAL_SECS",
             &mut self.eviction.interval_secs,
         )?;
@@ -564,6 +608,32 @@ impl Config {
         )?;
         parse_env("HOARD_LIMITS_MAX_OPEN_UPLOADS", &mut l.max_open_uploads)?;
         parse_env("HOARD_LIMITS_UPLOADS_PER_MINUTE", &mut l.uploads_per_minute)?;
+        parse_env("HOARD_LIMITS_UPLOADS_IN_FLIGHT", &mut l.uploads_in_flight)?;
+        parse_env(
+            "HOARD_LIMITS_DOWNLOADS_IN_FLIGHT",
+            &mut l.downloads_in_flight,
+        )?;
+        parse_env(
+            "HOARD_LIMITS_BLOCK_LIST_BUFFER_BYTES",
+            &mut l.block_list_buffer_bytes,
+        )?;
+        parse_env(
+            "HOARD_LIMITS_BODY_IDLE_TIMEOUT_SECS",
+            &mut l.body_idle_timeout_secs,
+        )?;
+        parse_env(
+            "HOARD_LIMITS_WRITE_IDLE_TIMEOUT_SECS",
+            &mut l.write_idle_timeout_secs,
+        )?;
+        parse_env(
+            "HOARD_LIMITS_HEADER_READ_TIMEOUT_SECS",
+            &mut l.header_read_timeout_secs,
+        )?;
+        parse_env("HOARD_LIMITS_HTTP2_MAX_STREAMS", &mut l.http2_max_streams)?;
+        parse_env(
+            "HOARD_LIMITS_SHUTDOWN_GRACE_SECS",
+            &mut l.shutdown_grace_secs,
+        )?;
         parse_env(
             "HOARD_UPLOADS_PENDING_TIMEOUT_SECS",
             &mut self.uploads.pending_timeout_secs,
@@ -638,6 +708,20 @@ impl Config {
         }
         if self.storage.part_size_bytes < 5 * 1024 * 1024 {
             bail!("storage.part_size_bytes must be at least 5 MiB (S3's smallest part)");
+        }
+        let l = &self.limits;
+        if l.uploads_in_flight == 0
+            || l.downloads_in_flight == 0
+            || l.http2_max_streams == 0
+            || l.body_idle_timeout_secs == 0
+            || l.write_idle_timeout_secs == 0
+            || l.header_read_timeout_secs == 0
+        {
+            bail!("limits: uploads/downloads in flight, HTTP/2 streams and the idle and header timeouts must be positive");
+        }
+        if l.block_list_buffer_bytes < 1024 * 1024 || l.block_list_buffer_bytes > u32::MAX as usize
+        {
+            bail!("limits.block_list_buffer_bytes must be between 1 MiB and 4 GiB");
         }
         if self.storage.upload_buffer_bytes < self.storage.part_size_bytes {
             bail!("storage.upload_buffer_bytes must hold at least one part");

@@ -5,6 +5,7 @@ mod gc;
 mod healthcheck;
 mod redact;
 mod serve;
+mod verify;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -36,6 +37,19 @@ enum Command {
         /// Evaluate as of this RFC 3339 time instead of now
         #[arg(long)]
         at: Option<String>,
+        /// TOML configuration file
+        #[arg(long, env = "HOARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Re-read every stored entry and drop those whose bytes are missing or
+    /// corrupt; with --dry-run, only report them. Exits 1 if any was found.
+    Verify {
+        /// Report bad entries, drop nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Only this namespace
+        #[arg(long)]
+        namespace: Option<String>,
         /// TOML configuration file
         #[arg(long, env = "HOARD_CONFIG")]
         config: Option<PathBuf>,
@@ -171,6 +185,22 @@ fn main() -> Result<()> {
                 .build()?
                 .block_on(gc::run(config, options))
         }
+        Command::Verify {
+            dry_run,
+            namespace,
+            config,
+        } => {
+            let config = config::Config::load(config.as_deref())?;
+            config.validate()?;
+            let whole = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(verify::run(config, verify::Options { dry_run, namespace }))?;
+            if !whole {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Healthcheck { url, config } => {
             let config = config::Config::load(config.as_deref())?;
             healthcheck::run(url.as_deref(), &config.listen)
@@ -193,8 +223,12 @@ fn main() -> Result<()> {
                 config.storage.url = v;
             }
             config.validate()?;
+            // Blocking threads only do bounded disk work (no thread waits on a
+            // client), so a few dozen keep the disk busy; more would only
+            // cost memory.
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .max_blocking_threads(32)
                 .build()?
                 .block_on(serve::run(config))
         }

@@ -10,6 +10,8 @@ use hoard_db::{PoolConfig, SqlStore};
 use hoard_server::auth::jwt::{JwtConfig, JwtVerifier};
 use hoard_server::auth::tenant::{Tenant, TokenHash};
 use hoard_server::auth::Authenticator;
+use hoard_server::connections::{self, ConnLimits};
+use hoard_server::flow::{FlowLimits, InFlight};
 use hoard_server::{router, AppState, HttpLimits};
 use hoard_storage::StorageOptions;
 use rand::RngCore;
@@ -181,6 +183,46 @@ fn authenticator(config: &Config) -> Result<Authenticator> {
     Ok(auth)
 }
 
+/// The background scrub: one replica at a time (a lease, renewed after each
+/// entry) re-reads every entry at `rate` bytes per second, drops bad ones, and
+/// pauses between passes.
+async fn scrub_forever(service: Arc<CacheService>, rate: u64, pause: Duration) {
+    const LEASE_MS: i64 = 10 * 60 * 1000;
+    let holder = uuid::Uuid::new_v4().to_string();
+    loop {
+        if service
+            .take_lease("scrub", &holder, LEASE_MS)
+            .await
+            .unwrap_or(false)
+        {
+            let mut pass = service.verify_entries(None, true, Some(rate));
+            let (mut checked, mut bad) = (0usize, 0usize);
+            loop {
+                match pass.next().await {
+                    Ok(Some(c)) => {
+                        checked += 1;
+                        bad += usize::from(c.fault.is_some());
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "scrub pass stopped");
+                        break;
+                    }
+                }
+                if !service
+                    .take_lease("scrub", &holder, LEASE_MS)
+                    .await
+                    .unwrap_or(false)
+                {
+                    break;
+                }
+            }
+            tracing::info!(checked, dropped = bad, "scrub pass");
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
 pub async fn run(config: Config) -> Result<()> {
     let auth = Arc::new(authenticator(&config)?);
     let (meta, service) = open_service(&config).await?;
@@ -261,25 +303,45 @@ pub async fn run(config: Config) -> Result<()> {
         })
     };
 
+    let scrub = (config.storage.scrub_bytes_per_sec > 0).then(|| {
+        tokio::spawn(scrub_forever(
+            service.clone(),
+            config.storage.scrub_bytes_per_sec,
+            Duration::from_secs(config.storage.scrub_pause_secs.max(1)),
+        ))
+    });
+
+    let l = &config.limits;
     let app = router(AppState {
         service: service.clone(),
         public_url: (!config.public_url.is_empty()).then(|| config.public_url.clone()),
         auth,
         limits: HttpLimits {
-            max_twirp_body_bytes: config.limits.max_twirp_body_bytes,
-            max_header_bytes: config.limits.max_header_bytes,
+            max_twirp_body_bytes: l.max_twirp_body_bytes,
+            max_header_bytes: l.max_header_bytes,
         },
+        in_flight: Arc::new(InFlight::new(FlowLimits {
+            uploads_in_flight: l.uploads_in_flight,
+            downloads_in_flight: l.downloads_in_flight,
+            block_list_bytes: l.block_list_buffer_bytes,
+            body_idle_timeout: Duration::from_secs(l.body_idle_timeout_secs),
+        })),
     });
-    // Small answers (201 to a block, a Twirp reply) must not wait for Nagle.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving")?;
+    let conn_limits = ConnLimits {
+        header_read_timeout: Duration::from_secs(l.header_read_timeout_secs),
+        write_idle_timeout: Duration::from_secs(l.write_idle_timeout_secs),
+        http2_max_streams: l.http2_max_streams,
+        shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
+    };
+    let left_open = connections::serve(listener, app, conn_limits, shutdown_signal()).await;
+    if left_open > 0 {
+        tracing::warn!(connections = left_open, "stopped with requests unfinished");
+    }
 
     background.abort();
+    if let Some(scrub) = scrub {
+        scrub.abort();
+    }
     if let Err(e) = service.flush_accesses().await {
         tracing::warn!(error = %e, "could not record last-access times at shutdown");
     }
