@@ -232,3 +232,134 @@ async fn upload_rate_per_namespace_gets_429_with_retry_after() {
     assert!(!s.log().contains(&token_a) && !s.log().contains(&token_b));
     assert!(!s.log().contains("auth mode trusted-network"));
 }
+
+/// A runtime token whose (unverified, trusted-network) `ac` claim names
+/// `n` readable scopes.
+fn token_with_scopes(n: usize) -> String {
+    use base64::Engine;
+    let scopes: Vec<Value> = (0..n)
+        .map(|i| json!({"Scope": format!("s{i}"), "Permission": 1}))
+        .collect();
+    let claims = json!({"ac": serde_json::to_string(&scopes).unwrap()});
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}.sig",
+        b64.encode("{}"),
+        b64.encode(claims.to_string())
+    )
+}
+
+#[tokio::test]
+async fn expensive_lookups_are_refused_by_their_size() {
+    // Room in the headers for a token of 520 scopes.
+    let s = Server::start_with(&[("HOARD_LIMITS_MAX_HEADER_BYTES", "65536")]);
+    save(&s, "kept", V, b"kept bytes").await;
+    let http = reqwest::Client::new();
+    // 520 scopes from a token: refused before any query, naming the limit.
+    let (st, v) = twirp_with_token(
+        &http,
+        &s,
+        "GetCacheEntryDownloadURL",
+        json!({"key": "kept", "version": V, "restore_keys": vec!["k"; 9]}),
+        &token_with_scopes(520),
+    )
+    .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (400, Some("invalid_argument")),
+        "{v}"
+    );
+    assert!(v["msg"].as_str().unwrap().contains("at most 16"), "{v}");
+    // 16 scopes (none of them the entry's) is a miss, not an error.
+    let (st, v) = twirp_with_token(
+        &http,
+        &s,
+        "GetCacheEntryDownloadURL",
+        json!({"key": "kept", "version": V, "restore_keys": vec!["k"; 9]}),
+        &token_with_scopes(16),
+    )
+    .await;
+    assert_eq!((st, v["ok"].as_bool()), (200, Some(false)), "{v}");
+    // A listing with 1,000 restore keys: 400 naming the limit, not a 503.
+    let (st, v) = call(
+        &s,
+        "ListCacheEntries",
+        json!({"key": "kept", "restore_keys": vec!["k"; 1000]}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (400, Some("invalid_argument")),
+        "{v}"
+    );
+    assert!(v["msg"].as_str().unwrap().contains("at most 10"), "{v}");
+    assert_eq!(listed(&s).await, vec!["kept".to_string()]);
+}
+
+async fn twirp_with_token(
+    http: &reqwest::Client,
+    s: &Server,
+    method: &str,
+    body: Value,
+    token: &str,
+) -> (u16, Value) {
+    let r = http
+        .post(s.twirp_url(method))
+        .header("content-type", "application/json")
+        .bearer_auth(token)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn block_lists_held_in_memory_are_bounded_in_bytes() {
+    // Room for two 4 MiB block lists at a time.
+    let s = Server::start_with(&[("HOARD_LIMITS_BLOCK_LIST_BUFFER_BYTES", "8388608")]);
+    let upload = create(&s, "lists", V).await;
+    // Three block lists of 4 MiB each, sent slowly: the third finds no room.
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let path = &upload[upload.find("/blob/").unwrap()..];
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        use tokio::io::AsyncWriteExt;
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "PUT {path}&comp=blocklist HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 4194304\r\n\r\n<BlockList>"
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        open.push(c);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let r = reqwest::Client::new()
+        .put(format!("{upload}&comp=blocklist"))
+        .body(vec![b' '; 4 << 20])
+        .send()
+        .await
+        .unwrap();
+    let retry = r.headers().get("retry-after").cloned();
+    let (st, code, _) = azure(r).await;
+    assert_eq!((st, code.as_str()), (503, "ServerBusy"));
+    assert_eq!(retry.unwrap(), "5");
+    drop(open);
+    // Once they are gone, a block list is read as usual.
+    assert_eq!(put_block(&upload, "QQ==", vec![1u8; 10]).await, 201);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = reqwest::Client::new()
+            .put(format!("{upload}&comp=blocklist"))
+            .body("<BlockList><Latest>QQ==</Latest></BlockList>")
+            .send()
+            .await
+            .unwrap();
+        if r.status().as_u16() == 201 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", r.status());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    finalize(&s, "lists", V, 10).await;
+    assert_eq!(restore(&s, "lists", V).await.unwrap(), vec![1u8; 10]);
+}

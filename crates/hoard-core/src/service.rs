@@ -675,17 +675,22 @@ impl CacheService {
             .await?
             .into_iter()
             .collect();
-        // Under a live entry, an object no part or staged block refers to is an
-        // orphan too (a block replaced while its delete failed, a crash between
-        // storing and recording); the grace keeps uploads in progress safe.
+        // Under a committed entry, an object no part refers to is an orphan
+        // too (blocks staged after the list whose delete failed, a replaced
+        // block). Unfinished uploads keep all their objects: one may be stored
+        // and not yet recorded; reclaiming the upload removes them all.
         let live: Vec<i64> = existing.iter().copied().collect();
-        let referenced: HashSet<String> =
-            self.meta.referenced_by(&live).await?.into_iter().collect();
+        let mut committed: HashSet<i64> = HashSet::new();
+        let mut referenced: HashSet<String> = HashSet::new();
+        for (id, object) in self.meta.committed_objects(&live).await? {
+            committed.insert(id);
+            referenced.extend(object);
+        }
         let mut deleted = 0;
         for (id, name) in batch.drain(..) {
-            if (existing.contains(&id) && referenced.contains(&name))
-                || doomed.contains(&entry_prefix(id))
-            {
+            let kept =
+                existing.contains(&id) && (!committed.contains(&id) || referenced.contains(&name));
+            if kept || doomed.contains(&entry_prefix(id)) {
                 continue;
             }
             if !dry_run {

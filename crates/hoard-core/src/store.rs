@@ -131,8 +131,12 @@ pub trait MetaStore: Send + Sync + 'static {
         block_id: &str,
     ) -> Result<(u64, u64), StoreError>;
 
-    /// The objects the parts and staged blocks of these entries refer to.
-    async fn referenced_by(&self, entry_ids: &[i64]) -> Result<Vec<String>, StoreError>;
+    /// The committed entries among `entry_ids`, each with every object its
+    /// parts refer to (one row per part).
+    async fn committed_objects(
+        &self,
+        entry_ids: &[i64],
+    ) -> Result<Vec<(i64, Option<String>)>, StoreError>;
 
     /// An entry in any state, by id.
     async fn entry(&self, id: i64) -> Result<Option<Entry>, StoreError>;

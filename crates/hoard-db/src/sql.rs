@@ -485,15 +485,18 @@ impl MetaStore for SqlStore {
         Ok((all.max(0) as u64, this.max(0) as u64))
     }
 
-    async fn referenced_by(&self, entry_ids: &[i64]) -> Result<Vec<String>, StoreError> {
+    async fn committed_objects(
+        &self,
+        entry_ids: &[i64],
+    ) -> Result<Vec<(i64, Option<String>)>, StoreError> {
         let mut found = Vec::new();
         for chunk in entry_ids.chunks(INSERT_CHUNK) {
-            let list = values(1, chunk.len(), 1);
             let sql = format!(
-                "SELECT object FROM parts WHERE entry_id IN {list}
-                 UNION SELECT object FROM blocks WHERE entry_id IN {list}"
+                "SELECT e.id, p.object FROM entries e LEFT JOIN parts p ON p.entry_id = e.id
+                 WHERE e.id IN {} AND e.state = 'committed'",
+                values(1, chunk.len(), 1)
             );
-            let mut q = sqlx::query_scalar::<_, String>(&sql);
+            let mut q = sqlx::query_as::<_, (i64, Option<String>)>(&sql);
             for id in chunk {
                 q = q.bind(*id);
             }

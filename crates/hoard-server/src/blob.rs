@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use hoard_core::signing::{Operation, SignatureError};
 use hoard_core::CoreError;
 use hoard_proto::azure::{error_xml, AzureCode};
@@ -253,6 +253,20 @@ fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, AzureError> {
     }
 }
 
+/// Reads a refused request's body to its end (at most `DRAIN_LIMIT` bytes)
+/// without keeping it, so a client still sending sees the answer instead of a
+/// reset connection.
+async fn drain(app: &AppState, request: Request) {
+    let mut body = upload_body(app, request);
+    let mut seen = 0u64;
+    while let Some(Ok(chunk)) = body.next().await {
+        seen += chunk.len() as u64;
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
+}
+
 /// An upload's body as the service reads it: failing once no bytes arrive for
 /// the idle timeout.
 fn upload_body(app: &AppState, request: Request) -> hoard_core::ByteStream {
@@ -274,7 +288,7 @@ async fn put(app: &AppState, id: &str, request: Request) -> Result<Response, Azu
             // Read (and drop) a modest body first: a client still sending when the
             // connection closes sees a reset instead of this answer.
             if n <= DRAIN_LIMIT {
-                let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT as usize).await;
+                drain(app, request).await;
             }
             return Err(AzureError::new(
                 AzureCode::RequestBodyTooLarge,
@@ -308,10 +322,11 @@ async fn put(app: &AppState, id: &str, request: Request) -> Result<Response, Azu
             let room = declared.map_or(MAX_BLOCK_LIST_BYTES, |n| {
                 (n as usize).min(MAX_BLOCK_LIST_BYTES)
             });
-            let _room = app
-                .in_flight
-                .block_list(room)
-                .ok_or_else(|| AzureError::busy("block lists"))?;
+            let Some(_room) = app.in_flight.block_list(room) else {
+                // Read (and drop) the body first, so the client sees the 503.
+                drain(app, request).await;
+                return Err(AzureError::busy("block lists"));
+            };
             let idle = app.in_flight.limits.body_idle_timeout;
             let read =
                 tokio::time::timeout(idle, axum::body::to_bytes(request.into_body(), room.max(1)));
