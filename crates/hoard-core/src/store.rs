@@ -24,6 +24,10 @@ pub enum BlobError {
     /// The object is not what was stored (e.g. shorter than its recorded size).
     #[error("{0}")]
     Corrupt(String),
+    /// The store is too busy to take this now (no buffer free in time); the
+    /// client should retry shortly.
+    #[error("{0}")]
+    Busy(String),
     /// The body stream itself failed; nothing was stored.
     #[error("{0}")]
     Body(std::io::Error),

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
 use hoard_core::signing::{Operation, SignatureError};
-use hoard_core::CoreError;
+use hoard_core::{BlobError, CoreError};
 use hoard_proto::azure::{error_xml, AzureCode};
 use hoard_proto::blocklist::{parse_block_list, validate_block_id, BlockListError};
 use hoard_proto::range::{parse_range, RangeError};
@@ -106,9 +106,16 @@ fn azure_error(e: CoreError) -> AzureError {
         CoreError::PermissionDenied(m) => AzureError::new(AzureCode::AuthenticationFailed, m),
         // Blob operations are not rate limited; this is for completeness.
         CoreError::Exhausted { message, .. } => AzureError::new(AzureCode::ServerBusy, message),
+        CoreError::Blob(BlobError::Busy(m)) => AzureError {
+            retry_after: Some(flow::RETRY_AFTER_SECS),
+            ..AzureError::new(AzureCode::ServerBusy, m)
+        },
         e @ (CoreError::Store(_) | CoreError::Blob(_)) => {
             tracing::error!(error = %e, "storage failure");
-            AzureError::new(AzureCode::ServerBusy, "storage is unavailable; retry later")
+            AzureError {
+                retry_after: Some(flow::RETRY_AFTER_SECS),
+                ..AzureError::new(AzureCode::ServerBusy, "storage is unavailable; retry later")
+            }
         }
     }
 }

@@ -8,6 +8,13 @@
 //! only per request: every part held in memory, filling or uploading, holds a
 //! permit of one shared semaphore, so 8 clients x 8 blocks in flight wait for
 //! buffers instead of multiplying them.
+//!
+//! A part's permit is taken only once its first `SMALL` bytes have arrived;
+//! until then the bytes are counted one by one against a smaller pool. A client
+//! that sends a little and stops (or a BuildKit block of 1 MiB) so holds what it
+//! sent, not a whole part, and cannot take the part buffers from everyone else.
+//! No upload waits for buffers longer than `BUFFER_WAIT`: then it is refused as
+//! busy, and the client retries.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -25,12 +32,20 @@ use tokio::task::JoinSet;
 /// trips, few enough that one request cannot take every buffer.
 const PARTS_IN_FLIGHT: usize = 2;
 
+/// Bytes of a part counted byte by byte before it takes a whole part's permit.
+const SMALL: usize = 1024 * 1024;
+/// How long an upload waits for buffer space before it is refused as busy.
+const BUFFER_WAIT: Duration = Duration::from_secs(10);
+
 pub struct ObjectStorage {
     store: Arc<dyn ObjectStore>,
     signer: Option<Arc<dyn Signer>>,
     prefix: String,
     part_size: usize,
+    /// One permit per part buffer.
     buffers: Arc<Semaphore>,
+    /// Bytes of parts still under `SMALL`, one permit per byte.
+    small: Arc<Semaphore>,
 }
 
 fn backend(context: &str, e: object_store::Error) -> BlobError {
@@ -52,12 +67,15 @@ impl ObjectStorage {
         buffer_bytes: usize,
     ) -> ObjectStorage {
         let parts = (buffer_bytes / part_size.max(1)).max(1);
+        // A quarter of the budget again, at least a few small parts' worth.
+        let small = (buffer_bytes / 4).clamp(4 * SMALL, u32::MAX as usize);
         ObjectStorage {
             store,
             signer,
             prefix: prefix.trim_matches('/').to_string(),
             part_size: part_size.max(1),
             buffers: Arc::new(Semaphore::new(parts)),
+            small: Arc::new(Semaphore::new(small)),
         }
     }
 
@@ -69,12 +87,15 @@ impl ObjectStorage {
         }
     }
 
+    /// A whole part's buffer, waiting at most `BUFFER_WAIT`.
     async fn buffer(&self) -> Result<OwnedSemaphorePermit, BlobError> {
-        self.buffers
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| BlobError::Backend("object storage is shutting down".into()))
+        waited(self.buffers.clone().acquire_owned()).await
+    }
+
+    /// Room for `n` bytes of a part still under `SMALL`.
+    async fn small_bytes(&self, n: usize) -> Result<OwnedSemaphorePermit, BlobError> {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        waited(self.small.clone().acquire_many_owned(n)).await
     }
 
     /// Adds a chunk of the body to the part being filled, sending each part that
@@ -86,10 +107,15 @@ impl ObjectStorage {
         multipart: &mut Option<Multipart>,
         mut rest: Bytes,
     ) -> Result<(), BlobError> {
-        while filling.buf.len() + rest.len() >= self.part_size {
-            let head = rest.split_to(self.part_size - filling.buf.len());
+        while !rest.is_empty() {
+            let room = self.part_size - filling.buf.len();
+            let head = rest.split_to(room.min(rest.len()));
+            filling.count(self, head.len()).await?;
             filling.extend(&head, self.part_size);
-            let (part, permit) = filling.take();
+            if filling.buf.len() < self.part_size {
+                continue;
+            }
+            let (part, held) = filling.take();
             let m = match multipart {
                 Some(m) => m,
                 None => {
@@ -104,30 +130,66 @@ impl ObjectStorage {
                     })
                 }
             };
-            m.send(part, permit).await?;
-            // The full part's permit went with it; the next part needs its own.
-            filling.permit = Some(self.buffer().await?);
-        }
-        if !rest.is_empty() {
-            filling.extend(&rest, self.part_size);
+            m.send(part, held).await?;
         }
         Ok(())
     }
 }
 
-/// A part being filled from the request body, and the permit for its buffer.
+async fn waited(
+    acquire: impl std::future::Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>>,
+) -> Result<OwnedSemaphorePermit, BlobError> {
+    match tokio::time::timeout(BUFFER_WAIT, acquire).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) => Err(BlobError::Backend("object storage is shutting down".into())),
+        Err(_) => Err(BlobError::Busy(format!(
+            "no upload buffer became free within {} s",
+            BUFFER_WAIT.as_secs()
+        ))),
+    }
+}
+
+/// The permits behind a part's bytes: per byte while it is small, then one
+/// whole part's.
+#[derive(Default)]
+struct Held {
+    small: Option<OwnedSemaphorePermit>,
+    part: Option<OwnedSemaphorePermit>,
+}
+
+/// A part being filled from the request body, and the permits for its bytes.
 ///
 /// The body's chunks are copied into one buffer of the part's size rather than
 /// kept: a kept chunk pins the whole receive buffer it was cut from, and small
 /// heap blocks freed out of order fragment the heap, so memory would exceed the
-/// budget by half again. A part-sized buffer is mapped and unmapped whole, and
-/// costs one memcpy per byte, small beside the network.
+/// budget by half again. A part-sized buffer is mapped and unmapped whole (its
+/// pages are touched only as bytes arrive), and costs one memcpy per byte, small
+/// beside the network.
 struct Filling {
     buf: Vec<u8>,
-    permit: Option<OwnedSemaphorePermit>,
+    held: Held,
 }
 
 impl Filling {
+    /// Takes permits for `n` more bytes: byte by byte while the part stays
+    /// under `SMALL`, else a whole part's buffer (which then covers it all).
+    async fn count(&mut self, storage: &ObjectStorage, n: usize) -> Result<(), BlobError> {
+        if self.held.part.is_some() {
+            return Ok(());
+        }
+        if self.buf.len() + n <= SMALL {
+            let more = storage.small_bytes(n).await?;
+            match &mut self.held.small {
+                Some(p) => p.merge(more),
+                None => self.held.small = Some(more),
+            }
+            return Ok(());
+        }
+        self.held.part = Some(storage.buffer().await?);
+        self.held.small = None;
+        Ok(())
+    }
+
     fn extend(&mut self, bytes: &[u8], part_size: usize) {
         if self.buf.capacity() == 0 {
             self.buf = Vec::with_capacity(part_size);
@@ -135,11 +197,11 @@ impl Filling {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// Takes the bytes and the permit, leaving an empty part without a permit.
-    fn take(&mut self) -> (PutPayload, Option<OwnedSemaphorePermit>) {
+    /// Takes the bytes and their permits, leaving an empty part.
+    fn take(&mut self) -> (PutPayload, Held) {
         (
             PutPayload::from(Bytes::from(std::mem::take(&mut self.buf))),
-            self.permit.take(),
+            std::mem::take(&mut self.held),
         )
     }
 }
@@ -151,15 +213,11 @@ struct Multipart {
 }
 
 impl Multipart {
-    async fn send(
-        &mut self,
-        part: PutPayload,
-        permit: Option<OwnedSemaphorePermit>,
-    ) -> Result<(), BlobError> {
+    async fn send(&mut self, part: PutPayload, held: Held) -> Result<(), BlobError> {
         let upload = self.upload.put_part(part);
         self.in_flight.spawn(async move {
             let result = upload.await;
-            drop(permit);
+            drop(held);
             result
         });
         while self.in_flight.len() >= PARTS_IN_FLIGHT {
@@ -204,9 +262,10 @@ impl Multipart {
 impl BlobStore for ObjectStorage {
     async fn put(&self, name: &str, mut body: ByteStream) -> Result<u64, BlobError> {
         let path = self.path(name);
+        // Nothing is reserved before the first byte arrives.
         let mut filling = Filling {
             buf: Vec::new(),
-            permit: Some(self.buffer().await?),
+            held: Held::default(),
         };
         let mut multipart: Option<Multipart> = None;
         let mut size = 0u64;
@@ -221,7 +280,7 @@ impl BlobStore for ObjectStorage {
                 break Some(e);
             }
         };
-        let (last, permit) = filling.take();
+        let (last, held) = filling.take();
         let result = match (failure, multipart) {
             (Some(e), Some(m)) => {
                 m.abort().await;
@@ -237,7 +296,7 @@ impl BlobStore for ObjectStorage {
             (None, Some(mut m)) => {
                 let sent = match last.content_length() {
                     0 => Ok(()),
-                    _ => m.send(last, permit).await,
+                    _ => m.send(last, held).await,
                 };
                 match sent {
                     Ok(()) => m.finish().await,
