@@ -451,3 +451,40 @@ fn base64_of(bytes: &[u8]) -> String {
         .replace('/', "%2F")
         .replace('=', "%3D")
 }
+
+/// A signed URL re-spelled without changing its numbers is another URL: only
+/// the spelling hoard wrote is served.
+#[tokio::test]
+async fn re_spelled_signed_urls_are_refused() {
+    let s = Server::start();
+    save(&s, "spelled", "v1", b"spelled bytes").await;
+    let url = hoard_e2e::client::lookup(&s, "spelled", "v1")
+        .await
+        .unwrap();
+    let ok = reqwest::get(&url).await.unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    let (path, query) = url.split_once('?').unwrap();
+    let params: Vec<(&str, &str)> = query
+        .split('&')
+        .map(|kv| kv.split_once('=').unwrap())
+        .collect();
+    let get = |name: &str| params.iter().find(|(k, _)| *k == name).unwrap().1;
+    let (sp, se, sig) = (get("sp"), get("se"), get("sig"));
+    let (base, id) = path.rsplit_once('/').unwrap();
+    for changed in [
+        format!("{path}?sp={sp}&se={se}&sig={}", sig.to_uppercase()),
+        format!("{path}?sp={sp}&se=%2B{se}&sig={sig}"),
+        format!("{path}?sp={sp}&se=0{se}&sig={sig}"),
+        format!("{base}/0{id}?sp={sp}&se={se}&sig={sig}"),
+        format!("{base}/%2B{id}?sp={sp}&se={se}&sig={sig}"),
+    ] {
+        let r = reqwest::get(&changed).await.unwrap();
+        let (status, code, body) = azure(r).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (403, "AuthenticationFailed"),
+            "{changed}: {body}"
+        );
+        assert!(!body.contains("spelled bytes"));
+    }
+}

@@ -386,21 +386,36 @@ impl CacheService {
         );
         let state = Arc::new(Mutex::new((Sha256::new(), 0u64)));
         let tap = state.clone();
-        let body = body
-            .map(move |chunk| {
-                let chunk = chunk?;
-                let mut s = tap.lock().unwrap_or_else(|p| p.into_inner());
-                s.1 += chunk.len() as u64;
-                if s.1 > max {
-                    return Err(std::io::Error::new(
+        let body = futures::stream::unfold(Some(body), move |inner| {
+            let tap = tap.clone();
+            async move {
+                let mut inner = inner?;
+                let chunk = match inner.next().await? {
+                    Ok(chunk) => chunk,
+                    Err(e) => return Some((Err(e), None)),
+                };
+                let over = {
+                    let mut s = tap.lock().unwrap_or_else(|p| p.into_inner());
+                    s.1 += chunk.len() as u64;
+                    if s.1 <= max {
+                        s.0.update(&chunk);
+                    }
+                    s.1 > max
+                };
+                if over {
+                    // Read the rest of a modest body before refusing it, so
+                    // a client still sending sees the 413, not a reset.
+                    drain(&mut inner, DRAIN_AFTER_REFUSAL).await;
+                    let e = std::io::Error::new(
                         std::io::ErrorKind::FileTooLarge,
                         format!("the body is larger than the limit of {max} bytes"),
-                    ));
+                    );
+                    return Some((Err(e), None));
                 }
-                s.0.update(&chunk);
-                Ok(chunk)
-            })
-            .boxed();
+                Some((Ok(chunk), Some(inner)))
+            }
+        })
+        .boxed();
         let size = self.blobs.put(&name, body).await.map_err(|e| match e {
             BlobError::Body(io) if io.kind() == std::io::ErrorKind::FileTooLarge => {
                 CoreError::TooLarge(io.to_string())
@@ -977,6 +992,21 @@ pub(crate) async fn drop_unusable(meta: Arc<dyn MetaStore>, entry_id: i64, fault
         Ok(ids) if !ids.is_empty() => tracing::info!(entry_id, "unusable entry dropped"),
         Ok(_) => {}
         Err(e) => tracing::warn!(entry_id, error = %e, "could not drop an unusable entry"),
+    }
+}
+
+/// Bytes of a refused body read (and dropped) before the refusal is answered.
+const DRAIN_AFTER_REFUSAL: u64 = 64 * 1024 * 1024;
+
+/// Reads and drops up to `limit` bytes of a body, stopping at its end or at
+/// its first error.
+async fn drain(body: &mut ByteStream, limit: u64) {
+    let mut seen = 0u64;
+    while let Some(Ok(chunk)) = body.next().await {
+        seen += chunk.len() as u64;
+        if seen > limit {
+            break;
+        }
     }
 }
 
