@@ -790,64 +790,100 @@ impl MetaStore for SqlStore {
         if scopes.is_empty() || keys.is_empty() {
             return Ok(None);
         }
-        // Parameters: $1 namespace, $2 version, the scopes, each key's bounds.
-        // Each (scope, key) pair asks two index probes, ranked in the rule's
-        // order; the best-ranked row wins. SQLite allows 500 members in a
-        // compound SELECT: 16 scopes x 10 keys x 2 stay well inside.
+        // The rule ranks (scope i, key j, exact before prefix) as
+        // 2 * (i * keys + j) + (0 exact, 1 prefix); the lowest rank found wins.
+        let first = |list: &[&str], x: &str| list.iter().position(|y| *y == x);
+        let scope_list: Vec<&str> = scopes.iter().map(String::as_str).collect();
+        let rank = |scope: &str, key: &str| -> Option<usize> {
+            Some(2 * (first(&scope_list, scope)? * keys.len() + first(keys, key)?))
+        };
+
+        // One statement for every exact pair: index probes on the unique key.
         let mut n = 2;
         let mut next = || {
             n += 1;
             format!("${n}")
         };
         let scope_params: Vec<String> = scopes.iter().map(|_| next()).collect();
-        let bounds: Vec<(Vec<u8>, Option<Vec<u8>>)> = keys
-            .iter()
-            .map(|k| (k.as_bytes().to_vec(), prefix_upper_bound(k.as_bytes())))
-            .collect();
-        let key_params: Vec<(String, Option<String>)> = bounds
-            .iter()
-            .map(|(_, upper)| (next(), upper.as_ref().map(|_| next())))
-            .collect();
-        let mut members = Vec::with_capacity(scopes.len() * keys.len() * 2);
-        for (si, scope) in scope_params.iter().enumerate() {
-            for (ki, (key, upper)) in key_params.iter().enumerate() {
-                let rank = (si * keys.len() + ki) * 2;
-                let common = format!(
-                    "FROM entries WHERE namespace = $1 AND scope = {scope} AND version = $2
-                     AND state = 'committed'"
-                );
-                members.push(format!(
-                    "SELECT * FROM (SELECT {ENTRY_COLUMNS}, {rank} AS pick {common}
-                     AND key = {key}) AS m{rank}"
-                ));
+        let key_params: Vec<String> = keys.iter().map(|_| next()).collect();
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries
+             WHERE namespace = $1 AND version = $2 AND state = 'committed'
+               AND scope IN ({}) AND key IN ({})",
+            scope_params.join(", "),
+            key_params.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(namespace).bind(version);
+        for s in scopes {
+            q = q.bind(s.as_str());
+        }
+        for k in keys {
+            q = q.bind(k.as_bytes());
+        }
+        let mut best: Option<(usize, Entry)> = None;
+        for row in q.fetch_all(&self.read).await.map_err(backend)? {
+            let e = entry_from_row(&row)?;
+            if let Some(r) = rank(&e.scope, &e.key) {
+                if best.as_ref().is_none_or(|(b, _)| r < *b) {
+                    best = Some((r, e));
+                }
+            }
+        }
+        // The primary key saved in the first scope: nothing can rank higher.
+        let limit = best.as_ref().map_or(usize::MAX, |(r, _)| *r);
+        if limit == 0 {
+            return Ok(best.map(|(_, e)| e));
+        }
+
+        // One more statement for the prefix pairs ranked before that hit:
+        // the newest entry under each prefix, one probe each. SQLite allows
+        // 500 members in a compound SELECT: 16 scopes x 10 keys stay inside.
+        let mut n = 2;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        let mut members = Vec::new();
+        let mut binds: Vec<(String, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        for (si, scope) in scopes.iter().enumerate() {
+            for (ki, key) in keys.iter().enumerate() {
+                let r = 2 * (si * keys.len() + ki) + 1;
+                if r > limit {
+                    continue;
+                }
+                let upper = prefix_upper_bound(key.as_bytes());
+                let (sp, kp) = (next(), next());
                 let below = upper
                     .as_ref()
-                    .map(|u| format!(" AND key < {u}"))
+                    .map(|_| format!(" AND key < {}", next()))
                     .unwrap_or_default();
                 members.push(format!(
-                    "SELECT * FROM (SELECT {ENTRY_COLUMNS}, {} AS pick {common}
-                     AND key >= {key}{below} ORDER BY created_at DESC, id DESC LIMIT 1) AS m{}",
-                    rank + 1,
-                    rank + 1
+                    "SELECT * FROM (SELECT {ENTRY_COLUMNS}, {r} AS pick FROM entries
+                     WHERE namespace = $1 AND scope = {sp} AND version = $2
+                       AND state = 'committed' AND key >= {kp}{below}
+                     ORDER BY created_at DESC, id DESC LIMIT 1) AS m{r}"
                 ));
+                binds.push((scope.clone(), key.as_bytes().to_vec(), upper));
             }
+        }
+        if members.is_empty() {
+            return Ok(best.map(|(_, e)| e));
         }
         let sql = format!(
             "SELECT {ENTRY_COLUMNS} FROM ({}) AS found ORDER BY pick LIMIT 1",
             members.join(" UNION ALL ")
         );
         let mut q = sqlx::query(&sql).bind(namespace).bind(version);
-        for s in scopes {
-            q = q.bind(s.as_str());
-        }
-        for (lower, upper) in bounds {
-            q = q.bind(lower);
+        for (scope, lower, upper) in binds {
+            q = q.bind(scope).bind(lower);
             if let Some(u) = upper {
                 q = q.bind(u);
             }
         }
-        let row = q.fetch_optional(&self.read).await.map_err(backend)?;
-        row.as_ref().map(entry_from_row).transpose()
+        match q.fetch_optional(&self.read).await.map_err(backend)? {
+            Some(row) => Ok(Some(entry_from_row(&row)?)),
+            None => Ok(best.map(|(_, e)| e)),
+        }
     }
 
     async fn list(

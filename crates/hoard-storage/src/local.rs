@@ -15,8 +15,11 @@ use tokio_stream::wrappers::ReceiverStream;
 /// enough that per-batch overhead vanishes, small enough to keep memory per
 /// upload bounded (a batch being written and one being gathered).
 const WRITE_BATCH: usize = 512 * 1024;
-/// Bytes read from disk per step of a download: all a stalled reader can pin.
+/// Bytes read from disk per step of a download.
 const READ_CHUNK: usize = 256 * 1024;
+/// Chunks read ahead of the client: with `READ_CHUNK`, what a reader that
+/// stopped reading pins (512 KiB, besides what the connection holds).
+const READ_QUEUE: usize = 2;
 
 pub struct LocalStore {
     root: PathBuf,
@@ -152,6 +155,28 @@ fn read_chunk(
     Ok(Bytes::from(buf))
 }
 
+/// Reads `r`'s range chunk by chunk on the blocking pool into `tx`, until the
+/// end, an error, or the reader going away.
+async fn read_ahead(mut r: Reading, tx: mpsc::Sender<std::io::Result<Bytes>>) {
+    while r.pos < r.end {
+        let want = (r.end - r.pos).min(READ_CHUNK as u64) as usize;
+        // Ask for the next window whenever the reader gets within half a
+        // window of what was asked for.
+        let advise_from =
+            (r.advised < r.end && r.advised - r.pos < DISK_READ_AHEAD / 2).then_some(r.advised);
+        if advise_from.is_some() {
+            r.advised = (r.advised + DISK_READ_AHEAD).min(r.end);
+        }
+        let (file, name, pos) = (r.file.clone(), r.name.clone(), r.pos);
+        let chunk = on_disk(move || read_chunk(&file, &name, pos, want, advise_from)).await;
+        let failed = chunk.is_err();
+        if tx.send(chunk).await.is_err() || failed {
+            return;
+        }
+        r.pos += want as u64;
+    }
+}
+
 /// Where a download stands between steps.
 struct Reading {
     file: Arc<std::fs::File>,
@@ -225,7 +250,15 @@ impl BlobStore for LocalStore {
 
     async fn get(&self, name: &str, start: u64, end: u64) -> Result<ByteStream, BlobError> {
         let path = self.path(name)?;
-        let file = match on_disk(move || std::fs::File::open(path)).await {
+        let opened = on_disk(move || {
+            let file = std::fs::File::open(path)?;
+            let len = file.metadata()?.len();
+            // The kernel starts reading while the parts before this one stream.
+            advise(&file, start, DISK_READ_AHEAD.min(end.saturating_sub(start)));
+            Ok((file, len))
+        })
+        .await;
+        let (file, len) = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(BlobError::NotFound(name.to_string()))
@@ -234,39 +267,29 @@ impl BlobStore for LocalStore {
         };
         // A file shorter than the range is not what was stored: said before
         // the first byte, so the client gets a status instead of a short body.
-        let len = file.metadata().map_err(|e| backend("opening", e))?.len();
         if len < end {
             return Err(BlobError::Corrupt(format!(
                 "object {name} has {len} bytes, fewer than the {end} asked for"
             )));
         }
-        let state = Reading {
+        let reading = Reading {
             file: Arc::new(file),
             name: Arc::from(name),
             pos: start,
             end,
-            advised: start,
+            advised: (start + DISK_READ_AHEAD).min(end),
         };
-        // Each step reads one chunk on the blocking pool when the client asks
-        // for more: nothing is read ahead into memory, and a reader that stops
-        // reading holds one chunk and no thread.
-        Ok(futures::stream::try_unfold(state, |mut s| async move {
-            if s.pos >= s.end {
-                return Ok(None);
-            }
-            let want = (s.end - s.pos).min(READ_CHUNK as u64) as usize;
-            // Ask for the next window whenever the reader gets within half a
-            // window of what was asked for.
-            let advise_from =
-                (s.advised < s.end && s.advised - s.pos < DISK_READ_AHEAD / 2).then_some(s.advised);
-            if advise_from.is_some() {
-                s.advised = (s.advised + DISK_READ_AHEAD).min(s.end);
-            }
-            let (file, name, pos) = (s.file.clone(), s.name.clone(), s.pos);
-            let chunk = on_disk(move || read_chunk(&file, &name, pos, want, advise_from)).await?;
-            s.pos += want as u64;
-            Ok(Some((chunk, s)))
+        // A task reads chunks ahead of the client into a small queue; waiting
+        // for room in the queue is an await, so a reader that stops reading
+        // holds the queued chunks and no thread. The task starts when the
+        // stream is first polled: parts opened ahead of their turn hold only a
+        // file descriptor.
+        Ok(futures::stream::once(async move {
+            let (tx, rx) = mpsc::channel(READ_QUEUE);
+            tokio::spawn(read_ahead(reading, tx));
+            ReceiverStream::new(rx)
         })
+        .flatten()
         .boxed())
     }
 
