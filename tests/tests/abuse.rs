@@ -99,6 +99,30 @@ async fn normal_client(server: &Server, key: &str) -> Duration {
     started.elapsed()
 }
 
+/// Prints what 1,000 stalled uploads and 200 stalled downloads cost, and
+/// checks the bounds: no thread per stalled client (there were 1,200), and
+/// memory within what docs/benchmarks.md promises (2 MiB per stalled download,
+/// each stalled upload its first KiB and a temporary file).
+fn report(how: &str, took: Duration, idle: Usage, loaded: Usage, after: Usage) {
+    println!(
+        "{how}, 1,000 stalled uploads + 200 stalled downloads: normal 64 MiB save+restore in {:.2} s; \
+         threads {} idle -> {} stalled -> {} after; RSS {} MiB idle -> {} MiB stalled, peak {} MiB",
+        took.as_secs_f64(),
+        idle.threads,
+        loaded.threads,
+        after.threads,
+        idle.rss_kib / 1024,
+        loaded.rss_kib / 1024,
+        after.peak_kib / 1024
+    );
+    assert!(loaded.threads < 64, "{loaded:?}");
+    let grown_mib = loaded.rss_kib.saturating_sub(idle.rss_kib) / 1024;
+    assert!(
+        grown_mib < 200 * 2 + 100,
+        "RSS grew {grown_mib} MiB: {loaded:?}"
+    );
+}
+
 fn h2_client() -> reqwest::Client {
     reqwest::Client::builder()
         .http2_prior_knowledge()
@@ -127,27 +151,7 @@ async fn stalled_clients_over_http1_stall_nobody_else() {
     let loaded = usage(pid);
     let took = normal_client(&server, "normal-h1").await;
     let after = usage(pid);
-    println!(
-        "HTTP/1.1, 1,000 stalled uploads + 200 stalled downloads: normal 64 MiB save+restore in {:.2} s; \
-         threads {} idle -> {} stalled -> {} after; RSS {} MiB idle -> {} MiB stalled, peak {} MiB",
-        took.as_secs_f64(),
-        idle.threads,
-        loaded.threads,
-        after.threads,
-        idle.rss_kib / 1024,
-        loaded.rss_kib / 1024,
-        after.peak_kib / 1024
-    );
-    // No thread per stalled client (there were 1,200 of them).
-    assert!(loaded.threads < 64, "{loaded:?}");
-    // Each stalled download holds at most a chunk or two (docs/benchmarks.md:
-    // 2 MiB), each stalled upload its first KiB and a temporary file.
-    let grown_mib = loaded.rss_kib.saturating_sub(idle.rss_kib) / 1024;
-    assert!(
-        grown_mib < 200 * 2 + 100,
-        "RSS grew {grown_mib} MiB: {loaded:?}"
-    );
-
+    report("HTTP/1.1", took, idle, loaded, after);
     // SIGTERM with all of them still attached: out within the grace (3 s).
     let started = Instant::now();
     server.stop();
@@ -209,23 +213,7 @@ async fn stalled_streams_over_http2_stall_nobody_else() {
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.bytes().await.unwrap().len(), 64 * MIB);
     let after = usage(pid);
-    println!(
-        "HTTP/2 on 3 connections, 1,000 stalled uploads + 200 stalled downloads: normal 64 MiB save+restore in {:.2} s; \
-         threads {} idle -> {} stalled -> {} after; RSS {} MiB idle -> {} MiB stalled, peak {} MiB",
-        took.as_secs_f64(),
-        idle.threads,
-        loaded.threads,
-        after.threads,
-        idle.rss_kib / 1024,
-        loaded.rss_kib / 1024,
-        after.peak_kib / 1024
-    );
-    assert!(loaded.threads < 64, "{loaded:?}");
-    let grown_mib = loaded.rss_kib.saturating_sub(idle.rss_kib) / 1024;
-    assert!(
-        grown_mib < 200 * 2 + 100,
-        "RSS grew {grown_mib} MiB: {loaded:?}"
-    );
+    report("HTTP/2 on 3 connections", took, idle, loaded, after);
     for t in tasks.into_iter().chain(held) {
         t.abort();
     }

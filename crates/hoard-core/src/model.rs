@@ -59,6 +59,9 @@ pub struct Part {
     pub object: String,
     /// Hex sha256 of the object's bytes, as hashed when it was stored.
     pub sha256: String,
+    /// Hex CRC-64/NVME of the object's bytes; empty for objects stored before
+    /// hoard recorded it.
+    pub crc64: String,
 }
 
 /// A staged block or whole blob, as written to the blob store.
@@ -68,6 +71,8 @@ pub struct StoredObject {
     pub size: i64,
     /// Hex sha256 of the object's bytes.
     pub sha256: String,
+    /// Hex CRC-64/NVME of the object's bytes, checked on every download.
+    pub crc64: String,
 }
 
 /// Who is asking, as established by authentication: the namespace the request is

@@ -73,6 +73,8 @@ impl CacheService {
                 end: p.size as u64,
                 size: p.size as u64,
                 sha256: p.sha256,
+                crc64: p.crc64,
+                thorough: true,
             };
             if piece.end == 0 {
                 continue;

@@ -384,7 +384,7 @@ impl CacheService {
             entry_prefix(entry_id),
             uuid::Uuid::new_v4().simple()
         );
-        let state = Arc::new(Mutex::new((Sha256::new(), 0u64)));
+        let state = Arc::new(Mutex::new((Sha256::new(), 0u64, crc64())));
         let tap = state.clone();
         let body = futures::stream::unfold(Some(body), move |inner| {
             let tap = tap.clone();
@@ -399,6 +399,7 @@ impl CacheService {
                     s.1 += chunk.len() as u64;
                     if s.1 <= max {
                         s.0.update(&chunk);
+                        s.2.update(&chunk);
                     }
                     s.1 > max
                 };
@@ -423,14 +424,15 @@ impl CacheService {
             BlobError::Body(io) => CoreError::Body(io.to_string()),
             other => CoreError::Blob(other),
         })?;
-        let (hasher, _) = std::mem::replace(
+        let (hasher, _, crc) = std::mem::replace(
             &mut *state.lock().unwrap_or_else(|p| p.into_inner()),
-            (Sha256::new(), 0),
+            (Sha256::new(), 0, crc64()),
         );
         Ok(StoredObject {
             object: name,
             size: size as i64,
             sha256: hex::encode(hasher.finalize()),
+            crc64: reading::crc64_hex(crc.finalize()),
         })
     }
 
@@ -887,6 +889,8 @@ impl CacheService {
                     end: e - po,
                     size: ps,
                     sha256: p.sha256,
+                    crc64: p.crc64,
+                    thorough: false,
                 })
             })
             .collect();
@@ -993,6 +997,11 @@ pub(crate) async fn drop_unusable(meta: Arc<dyn MetaStore>, entry_id: i64, fault
         Ok(_) => {}
         Err(e) => tracing::warn!(entry_id, error = %e, "could not drop an unusable entry"),
     }
+}
+
+/// The checksum recorded with every stored object and checked on download.
+fn crc64() -> crc_fast::Digest {
+    crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme)
 }
 
 /// Bytes of a refused body read (and dropped) before the refusal is answered.

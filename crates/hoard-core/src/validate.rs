@@ -74,31 +74,23 @@ impl NameLimits {
         if !key.is_empty() {
             self.key(key)?;
         }
-        if 1 + restore.len() > MAX_KEYS_PER_LOOKUP {
-            return Err(CoreError::InvalidArgument(format!(
-                "{} keys given; at most {MAX_KEYS_PER_LOOKUP} (key and restore keys) are allowed",
-                1 + restore.len()
-            )));
-        }
-        for k in restore {
-            self.key(k)?;
-        }
-        Ok(())
+        self.restore_keys(restore)
     }
 
     /// The primary key and the restore keys of a lookup.
     pub fn lookup_keys(&self, primary: &str, restore: &[String]) -> Result<(), CoreError> {
         self.key(primary)?;
+        self.restore_keys(restore)
+    }
+
+    fn restore_keys(&self, restore: &[String]) -> Result<(), CoreError> {
         if 1 + restore.len() > MAX_KEYS_PER_LOOKUP {
             return Err(CoreError::InvalidArgument(format!(
                 "{} keys given; at most {MAX_KEYS_PER_LOOKUP} (key and restore keys) are allowed",
                 1 + restore.len()
             )));
         }
-        for k in restore {
-            self.key(k)?;
-        }
-        Ok(())
+        restore.iter().try_for_each(|k| self.key(k))
     }
 }
 

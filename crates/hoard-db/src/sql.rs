@@ -249,6 +249,7 @@ struct BlockRow {
     object: String,
     size: i64,
     sha256: String,
+    crc64: String,
 }
 
 type Tx<'a> = sqlx::Transaction<'a, Any>;
@@ -283,8 +284,8 @@ async fn insert_parts(
     }
     for chunk in rows.chunks(INSERT_CHUNK) {
         let sql = format!(
-            "INSERT INTO parts (entry_id, idx, block_id, start, size, object, sha256) VALUES {}",
-            values(chunk.len(), 7, 1)
+            "INSERT INTO parts (entry_id, idx, block_id, start, size, object, sha256, crc64) VALUES {}",
+            values(chunk.len(), 8, 1)
         );
         let mut q = sqlx::query(&sql);
         for (idx, block_id, start, b) in chunk {
@@ -295,7 +296,8 @@ async fn insert_parts(
                 .bind(*start)
                 .bind(b.size)
                 .bind(b.object.as_str())
-                .bind(b.sha256.as_str());
+                .bind(b.sha256.as_str())
+                .bind(b.crc64.as_str());
         }
         q.execute(&mut **tx).await.map_err(backend)?;
     }
@@ -530,15 +532,17 @@ impl MetaStore for SqlStore {
         .await
         .map_err(backend)?;
         sqlx::query(
-            "INSERT INTO blocks (entry_id, block_id, object, size, sha256) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO blocks (entry_id, block_id, object, size, sha256, crc64) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (entry_id, block_id) DO UPDATE
-             SET object = excluded.object, size = excluded.size, sha256 = excluded.sha256",
+             SET object = excluded.object, size = excluded.size, sha256 = excluded.sha256,
+                 crc64 = excluded.crc64",
         )
         .bind(entry_id)
         .bind(block_id)
         .bind(&stored.object)
         .bind(stored.size)
         .bind(&stored.sha256)
+        .bind(&stored.crc64)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
@@ -578,21 +582,23 @@ impl MetaStore for SqlStore {
             }
             Some(_) => {}
         }
-        let staged: Vec<(String, String, i64, String)> =
-            sqlx::query_as("SELECT block_id, object, size, sha256 FROM blocks WHERE entry_id = $1")
-                .bind(entry_id)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(backend)?;
+        let staged: Vec<(String, String, i64, String, String)> = sqlx::query_as(
+            "SELECT block_id, object, size, sha256, crc64 FROM blocks WHERE entry_id = $1",
+        )
+        .bind(entry_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
         let staged: HashMap<String, BlockRow> = staged
             .into_iter()
-            .map(|(id, object, size, sha256)| {
+            .map(|(id, object, size, sha256, crc64)| {
                 (
                     id,
                     BlockRow {
                         object,
                         size,
                         sha256,
+                        crc64,
                     },
                 )
             })
@@ -672,6 +678,7 @@ impl MetaStore for SqlStore {
             object: stored.object.clone(),
             size: stored.size,
             sha256: stored.sha256.clone(),
+            crc64: stored.crc64.clone(),
         };
         let size = self.set_blob(&mut tx, entry_id, &[(None, &row)]).await?;
         commit(tx).await?;
@@ -941,8 +948,8 @@ impl MetaStore for SqlStore {
     }
 
     async fn parts(&self, entry_id: i64) -> Result<Vec<Part>, StoreError> {
-        let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
-            "SELECT start, size, object, sha256 FROM parts WHERE entry_id = $1 ORDER BY idx",
+        let rows: Vec<(i64, i64, String, String, String)> = sqlx::query_as(
+            "SELECT start, size, object, sha256, crc64 FROM parts WHERE entry_id = $1 ORDER BY idx",
         )
         .bind(entry_id)
         .fetch_all(&self.read)
@@ -950,11 +957,12 @@ impl MetaStore for SqlStore {
         .map_err(backend)?;
         Ok(rows
             .into_iter()
-            .map(|(offset, size, object, sha256)| Part {
+            .map(|(offset, size, object, sha256, crc64)| Part {
                 offset,
                 size,
                 object,
                 sha256,
+                crc64,
             })
             .collect())
     }

@@ -47,6 +47,7 @@ fn obj(name: &str, size: i64) -> StoredObject {
         object: name.into(),
         size,
         sha256: "00".repeat(32),
+        crc64: String::new(),
     }
 }
 
@@ -630,9 +631,9 @@ async fn an_unreachable_postgres_fails_promptly() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
 
-/// The largest lookup hoard accepts (16 scopes, 10 keys) is one statement that
+/// The largest lookup hoard accepts (16 scopes, 10 keys) is statements that
 /// both engines run; the match in the last scope by the last key is found.
-async fn the_largest_lookup_is_one_query(s: &SqlStore) {
+async fn the_largest_lookup_runs_on_both_engines(s: &SqlStore) {
     s.insert_committed("big", "scope-15", "key-9-suffix", "v", 5, "o", 0)
         .await
         .unwrap();
@@ -656,7 +657,7 @@ async fn the_largest_lookup_is_one_query(s: &SqlStore) {
 
 on_both!(
     matching_table_holds,
-    the_largest_lookup_is_one_query,
+    the_largest_lookup_runs_on_both_engines,
     reservation_is_exclusive_until_stale,
     blocks_commit_in_list_order_and_finalize_checks_size,
     put_blob_replaces_staged_blocks_and_finalize_needs_a_blob,

@@ -16,9 +16,9 @@ use tokio_stream::wrappers::ReceiverStream;
 /// upload bounded (a batch being written and one being gathered).
 const WRITE_BATCH: usize = 512 * 1024;
 /// Bytes read from disk per step of a download.
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 512 * 1024;
 /// Chunks read ahead of the client: with `READ_CHUNK`, what a reader that
-/// stopped reading pins (512 KiB, besides what the connection holds).
+/// stopped reading pins (1 MiB, besides what the connection holds).
 const READ_QUEUE: usize = 2;
 
 pub struct LocalStore {
@@ -133,24 +133,21 @@ fn read_chunk(
     want: usize,
     advise_from: Option<u64>,
 ) -> std::io::Result<Bytes> {
-    use std::os::unix::fs::FileExt;
+    use std::io::{Read, Seek};
     if let Some(from) = advise_from {
         advise(file, from, DISK_READ_AHEAD);
     }
-    let mut buf = vec![0u8; want];
-    let mut filled = 0;
-    while filled < want {
-        match file.read_at(&mut buf[filled..], pos + filled as u64) {
-            Ok(0) => {
-                return Err(std::io::Error::new(
-                    ErrorKind::UnexpectedEof,
-                    format!("object {name} ended {} bytes early", want - filled),
-                ))
-            }
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    // One task reads a file, in order: seeking is safe, and read_to_end fills
+    // spare capacity without zeroing it first.
+    let mut reader = file;
+    reader.seek(std::io::SeekFrom::Start(pos))?;
+    let mut buf = Vec::with_capacity(want);
+    reader.take(want as u64).read_to_end(&mut buf)?;
+    if buf.len() < want {
+        return Err(std::io::Error::new(
+            ErrorKind::UnexpectedEof,
+            format!("object {name} ended {} bytes early", want - buf.len()),
+        ));
     }
     Ok(Bytes::from(buf))
 }
@@ -167,10 +164,16 @@ async fn read_ahead(mut r: Reading, tx: mpsc::Sender<std::io::Result<Bytes>>) {
         if advise_from.is_some() {
             r.advised = (r.advised + DISK_READ_AHEAD).min(r.end);
         }
+        // Room in the queue first, then the read: a reader that stopped
+        // reading pins the queued chunks, not one more held here.
+        let Ok(room) = tx.reserve().await else {
+            return;
+        };
         let (file, name, pos) = (r.file.clone(), r.name.clone(), r.pos);
         let chunk = on_disk(move || read_chunk(&file, &name, pos, want, advise_from)).await;
         let failed = chunk.is_err();
-        if tx.send(chunk).await.is_err() || failed {
+        room.send(chunk);
+        if failed {
             return;
         }
         r.pos += want as u64;
