@@ -1009,7 +1009,7 @@ const DRAIN_AFTER_REFUSAL: u64 = 64 * 1024 * 1024;
 
 /// Reads and drops up to `limit` bytes of a body, stopping at its end or at
 /// its first error.
-async fn drain(body: &mut ByteStream, limit: u64) {
+pub async fn drain(body: &mut ByteStream, limit: u64) {
     let mut seen = 0u64;
     while let Some(Ok(chunk)) = body.next().await {
         seen += chunk.len() as u64;

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use hoard_core::signing::{Operation, SignatureError};
 use hoard_core::{BlobError, CoreError};
 use hoard_proto::azure::{error_xml, AzureCode};
@@ -264,14 +264,7 @@ fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, AzureError> {
 /// without keeping it, so a client still sending sees the answer instead of a
 /// reset connection.
 async fn drain(app: &AppState, request: Request) {
-    let mut body = upload_body(app, request);
-    let mut seen = 0u64;
-    while let Some(Ok(chunk)) = body.next().await {
-        seen += chunk.len() as u64;
-        if seen > DRAIN_LIMIT {
-            break;
-        }
-    }
+    hoard_core::service::drain(&mut upload_body(app, request), DRAIN_LIMIT).await;
 }
 
 /// An upload's body as the service reads it: failing once no bytes arrive for
