@@ -470,12 +470,20 @@ async fn download(
 }
 
 /// Save and restore through the real @actions/cache (tar + zstd included).
-fn actions_cache(node_dir: &Path, server: &Server, file: &Path, work: &Path) -> Result<Value> {
+/// `api` is `v2` (github.com) or `v1` (as on a GHES runner).
+fn actions_cache(
+    node_dir: &Path,
+    server: &Server,
+    file: &Path,
+    work: &Path,
+    api: &str,
+) -> Result<Value> {
     let out = std::process::Command::new("node")
         .arg(node_dir.join("bench-actions-cache.mjs"))
         .arg(file)
         .arg(server.results_url())
         .arg(work)
+        .arg(api)
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
@@ -570,16 +578,18 @@ async fn throughput(args: &Args, size_gib: u64, backend: Backend) -> Result<()> 
             small
         );
     }
-    settle(false)?;
-    let ac = actions_cache(&args.node_dir, &server, &file, &args.work)?;
-    let save = ac["save_secs"].as_f64().unwrap_or(f64::NAN);
-    let restore = ac["restore_secs"].as_f64().unwrap_or(f64::NAN);
-    println!(
-        "\n@actions/cache, whole saveCache / restoreCache including tar and zstd (archive {:.0} MiB): save {:.0} MB/s, restore {:.0} MB/s",
-        ac["archive_bytes"].as_f64().unwrap_or(0.0) / MIB as f64,
-        mbps(size, Duration::from_secs_f64(save)),
-        mbps(size, Duration::from_secs_f64(restore)),
-    );
+    for (api, what) in [("v2", "v2 API"), ("v1", "v1 API, as on GHES")] {
+        settle(false)?;
+        let ac = actions_cache(&args.node_dir, &server, &file, &args.work, api)?;
+        let save = ac["save_secs"].as_f64().unwrap_or(f64::NAN);
+        let restore = ac["restore_secs"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "\n@actions/cache ({what}), whole saveCache / restoreCache including tar and zstd (archive {:.0} MiB): save {:.0} MB/s, restore {:.0} MB/s",
+            ac["archive_bytes"].as_f64().unwrap_or(0.0) / MIB as f64,
+            mbps(size, Duration::from_secs_f64(save)),
+            mbps(size, Duration::from_secs_f64(restore)),
+        );
+    }
     let hwm = vm_hwm_kib(pid)?;
     println!(
         "\nserver peak RSS (VmHWM) over all of the above: {:.1} MiB",

@@ -1,11 +1,12 @@
 // Benchmark helper (not a test): times saveCache and restoreCache of one file
 // through the real @actions/cache against a running hoard.
-// node bench-actions-cache.mjs <file> <results-url> <work-dir>
+// node bench-actions-cache.mjs <file> <results-url> <work-dir> [v1|v2]
+// v1 runs the toolkit as on a GHES runner (the legacy `_apis/artifactcache` API).
 import * as cache from '@actions/cache';
 import { linkSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 
-const [file, resultsUrl, work] = process.argv.slice(2);
+const [file, resultsUrl, work, api = 'v2'] = process.argv.slice(2);
 const ws = path.join(work, 'ac-workspace');
 const temp = path.join(work, 'ac-temp');
 rmSync(ws, { recursive: true, force: true });
@@ -15,14 +16,15 @@ linkSync(file, path.join(ws, 'data', 'blob.bin'));
 Object.assign(process.env, {
   ACTIONS_RESULTS_URL: resultsUrl,
   ACTIONS_CACHE_URL: resultsUrl,
-  ACTIONS_CACHE_SERVICE_V2: 'true',
+  ACTIONS_CACHE_SERVICE_V2: api === 'v1' ? '' : 'true',
   ACTIONS_RUNTIME_TOKEN: 'bench-token',
   GITHUB_WORKSPACE: ws,
   RUNNER_TEMP: temp,
 });
-delete process.env.GITHUB_SERVER_URL;
+if (api === 'v1') process.env.GITHUB_SERVER_URL = 'https://ghes.example.internal';
+else delete process.env.GITHUB_SERVER_URL;
 process.chdir(ws);
-const key = `bench-actions-cache-${Date.now()}`;
+const key = `bench-actions-cache-${api}-${Date.now()}`;
 let t = performance.now();
 const id = await cache.saveCache(['data'], key);
 const saveSecs = (performance.now() - t) / 1000;

@@ -27,7 +27,9 @@ export function jobs(url, root, env = () => ({})) {
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [path.join(here, 'worker.mjs'), op, key, JSON.stringify(restoreKeys), ...paths], {
         cwd: here,
-        env: { ...process.env, ...runnerEnv(url(), env()), GITHUB_WORKSPACE: j.ws, RUNNER_TEMP: j.temp, GITHUB_SERVER_URL: '' },
+        // github.com unless the job's env() names another server (a GHES host
+        // puts the toolkit on the v1 API).
+        env: { ...process.env, GITHUB_SERVER_URL: '', ...runnerEnv(url(), env()), GITHUB_WORKSPACE: j.ws, RUNNER_TEMP: j.temp },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let out = '';

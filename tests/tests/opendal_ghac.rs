@@ -106,3 +106,61 @@ async fn tenant_token_in_the_base_url_path() {
     let stranger = as_tenant("hoard_not_a_tenant");
     assert!(stranger.write("objects/x", random(10)).await.is_err());
 }
+
+/// OpenDAL on its v1 path, as on a GHES runner (it picks v1 whenever
+/// `ACTIONS_CACHE_SERVICE_V2` is empty): JSON reserve, sequential PATCHes with
+/// `Content-Range`, commit with the size, and a signed `archiveLocation` read
+/// with Range.
+#[tokio::test]
+async fn v1_write_read_stat_small_and_large() {
+    let server = Server::start();
+    std::env::set_var("ACTIONS_CACHE_SERVICE_V2", "");
+    std::env::set_var("ACTIONS_CACHE_URL", format!("{}/", server.url));
+    // Without a results URL only the v1 path can reach the server.
+    std::env::remove_var("ACTIONS_RESULTS_URL");
+    std::env::set_var("ACTIONS_RUNTIME_TOKEN", "opendal-test-token");
+    std::env::remove_var("GITHUB_SERVER_URL");
+    let op = Operator::new(Ghac::default().root("/sccache").version("hoard-e2e-v1"))
+        .expect("ghac builder")
+        .finish();
+
+    let small = random(1024);
+    op.write("objects/small one", small.clone())
+        .await
+        .expect("v1 write 1 KiB");
+    assert_eq!(op.read("objects/small one").await.unwrap().to_vec(), small);
+    assert_eq!(
+        op.stat("objects/small one").await.unwrap().content_length(),
+        1024
+    );
+
+    // 20 MiB as many PATCHes of uneven pieces, one after another.
+    let large = random(20 * 1024 * 1024);
+    let mut w = op.writer("objects/large").await.expect("writer");
+    for piece in large.chunks(3 * 1024 * 1024 + 17) {
+        w.write(piece.to_vec()).await.expect("write piece");
+    }
+    w.close().await.expect("close");
+    assert_eq!(
+        op.stat("objects/large").await.unwrap().content_length(),
+        large.len() as u64
+    );
+    let back = op.read("objects/large").await.unwrap().to_vec();
+    assert!(back == large, "20 MiB read back through v1 differs");
+    let mid = op
+        .read_with("objects/large")
+        .range(10_000_000..10_001_000)
+        .await
+        .unwrap()
+        .to_vec();
+    assert_eq!(mid, large[10_000_000..10_001_000]);
+
+    let err = op.read("objects/missing").await.unwrap_err();
+    assert_eq!(err.kind(), opendal::ErrorKind::NotFound);
+    let again = op.write("objects/small one", random(1024)).await;
+    assert!(
+        again.is_err(),
+        "a second v1 write of a saved key must be refused"
+    );
+    assert_eq!(op.read("objects/small one").await.unwrap().to_vec(), small);
+}

@@ -1,6 +1,7 @@
 //! hoard's domain: cache entries and their uploads, matching, signed URLs, and the
 //! storage traits the service runs on. Nothing here knows HTTP or a wire format.
 
+pub mod chunked;
 pub mod error;
 pub mod eviction;
 pub mod limits;

@@ -158,7 +158,7 @@ impl CacheService {
             .verify(op, entry_id, expires, signature, now_millis() / 1000)
     }
 
-    fn write_scope(caller: &Caller) -> Result<&str, CoreError> {
+    pub(crate) fn write_scope(caller: &Caller) -> Result<&str, CoreError> {
         caller.write_scope.as_deref().ok_or_else(|| {
             CoreError::PermissionDenied(
                 "cache write denied: the token grants no writable scope".into(),
@@ -358,7 +358,7 @@ impl CacheService {
     }
 
     /// An upload that still accepts bytes.
-    async fn open_upload(&self, entry_id: i64) -> Result<Entry, CoreError> {
+    pub(crate) async fn open_upload(&self, entry_id: i64) -> Result<Entry, CoreError> {
         match self.meta.entry(entry_id).await? {
             None => Err(CoreError::NotFound(
                 "the upload does not exist or was reclaimed".into(),
@@ -371,7 +371,7 @@ impl CacheService {
     }
 
     /// Streams a body into a new object of an upload, hashing and counting it.
-    async fn store_object(
+    pub(crate) async fn store_object(
         &self,
         upload: &Entry,
         kind: &str,
@@ -436,7 +436,7 @@ impl CacheService {
         })
     }
 
-    async fn delete_objects(&self, names: &[String]) {
+    pub(crate) async fn delete_objects(&self, names: &[String]) {
         for name in names {
             if let Err(e) = self.blobs.delete(name).await {
                 tracing::warn!(object = %name, error = %e, "could not delete an unused object; the orphan sweep will");
@@ -728,7 +728,11 @@ impl CacheService {
     /// as they arrive, against the entry's limit (all of this upload's blocks)
     /// and the namespace's budget (the blocks of all its unfinished uploads),
     /// so staging cannot hold more disk than the budgets allow.
-    async fn block_room(&self, upload: &Entry, block_id: &str) -> Result<u64, CoreError> {
+    pub(crate) async fn block_room(
+        &self,
+        upload: &Entry,
+        block_id: &str,
+    ) -> Result<u64, CoreError> {
         let (in_namespace, in_upload) = self
             .meta
             .staged_bytes(&upload.namespace, upload.id, block_id)
@@ -760,6 +764,17 @@ impl CacheService {
         let upload = self.open_upload(entry_id).await?;
         let max = self.block_room(&upload, block_id).await?;
         let stored = self.store_object(&upload, "block", body, max).await?;
+        self.stage(entry_id, block_id, stored).await
+    }
+
+    /// Records a stored block of an upload (replacing an earlier one of the
+    /// same id), or deletes it again when the upload no longer takes blocks.
+    pub(crate) async fn stage(
+        &self,
+        entry_id: i64,
+        block_id: &str,
+        stored: StoredObject,
+    ) -> Result<u64, CoreError> {
         match self.meta.stage_block(entry_id, block_id, &stored).await {
             Ok(Staged::Ok { replaced }) => {
                 if let Some(old) = replaced {
@@ -1005,7 +1020,7 @@ fn crc64() -> crc_fast::Digest {
 }
 
 /// Bytes of a refused body read (and dropped) before the refusal is answered.
-const DRAIN_AFTER_REFUSAL: u64 = 64 * 1024 * 1024;
+pub(crate) const DRAIN_AFTER_REFUSAL: u64 = 64 * 1024 * 1024;
 
 /// Reads and drops up to `limit` bytes of a body, stopping at its end or at
 /// its first error.

@@ -135,6 +135,9 @@ pub trait MetaStore: Send + Sync + 'static {
         block_id: &str,
     ) -> Result<(u64, u64), StoreError>;
 
+    /// The blocks staged for upload `entry_id`: (block id, bytes), in no order.
+    async fn staged_blocks(&self, entry_id: i64) -> Result<Vec<(String, i64)>, StoreError>;
+
     /// The committed entries among `entry_ids`, each with every object its
     /// parts refer to (one row per part).
     async fn committed_objects(

@@ -487,6 +487,14 @@ impl MetaStore for SqlStore {
         Ok((all.max(0) as u64, this.max(0) as u64))
     }
 
+    async fn staged_blocks(&self, entry_id: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as("SELECT block_id, size FROM blocks WHERE entry_id = $1")
+            .bind(entry_id)
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)
+    }
+
     async fn committed_objects(
         &self,
         entry_ids: &[i64],

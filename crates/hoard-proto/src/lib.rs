@@ -8,3 +8,4 @@ pub mod blocklist;
 pub mod range;
 pub mod twirp;
 pub mod twirp_error;
+pub mod v1;

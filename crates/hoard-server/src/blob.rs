@@ -7,7 +7,6 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::TryStreamExt;
 use hoard_core::signing::{Operation, SignatureError};
 use hoard_core::{BlobError, CoreError};
 use hoard_proto::azure::{error_xml, AzureCode};
@@ -264,17 +263,7 @@ fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, AzureError> {
 /// without keeping it, so a client still sending sees the answer instead of a
 /// reset connection.
 async fn drain(app: &AppState, request: Request) {
-    hoard_core::service::drain(&mut upload_body(app, request), DRAIN_LIMIT).await;
-}
-
-/// An upload's body as the service reads it: failing once no bytes arrive for
-/// the idle timeout.
-fn upload_body(app: &AppState, request: Request) -> hoard_core::ByteStream {
-    let body = request
-        .into_body()
-        .into_data_stream()
-        .map_err(std::io::Error::other);
-    flow::idle_body(body, app.in_flight.limits.body_idle_timeout)
+    hoard_core::service::drain(&mut flow::upload_body(app, request), DRAIN_LIMIT).await;
 }
 
 async fn put(app: &AppState, id: &str, request: Request) -> Result<Response, AzureError> {
@@ -309,7 +298,7 @@ async fn put(app: &AppState, id: &str, request: Request) -> Result<Response, Azu
                 .in_flight
                 .upload()
                 .ok_or_else(|| AzureError::busy("uploads"))?;
-            let body = upload_body(app, request);
+            let body = flow::upload_body(app, request);
             svc.put_block(entry_id, block_id, body)
                 .await
                 .map_err(azure_error)?;
@@ -376,7 +365,7 @@ async fn put(app: &AppState, id: &str, request: Request) -> Result<Response, Azu
                 .in_flight
                 .upload()
                 .ok_or_else(|| AzureError::busy("uploads"))?;
-            let body = upload_body(app, request);
+            let body = flow::upload_body(app, request);
             svc.put_blob(entry_id, body).await.map_err(azure_error)?;
             Ok(created())
         }

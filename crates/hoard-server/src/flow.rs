@@ -160,3 +160,52 @@ impl Stream for Download {
         self.inner.poll_next_unpin(cx)
     }
 }
+
+/// A refused oversized body is read this much further (and dropped) before
+/// the answer, so a client still sending sees the error, not a reset.
+const SMALL_BODY_DRAIN_BYTES: usize = 4 * 1024 * 1024;
+
+/// A small request body (an API call's JSON or protobuf), read whole: at most
+/// `max` bytes, failing when no bytes arrive for the idle timeout. The error
+/// is a message for the client.
+pub async fn small_body(
+    app: &crate::AppState,
+    request: axum::extract::Request,
+    max: usize,
+) -> Result<bytes::Bytes, String> {
+    use futures::TryStreamExt;
+    let idle = app.in_flight.limits.body_idle_timeout;
+    let stream = request
+        .into_body()
+        .into_data_stream()
+        .map_err(std::io::Error::other);
+    let mut body = idle_body(stream, idle);
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| format!("the request body could not be read: {e}"))?;
+        seen += chunk.len();
+        if seen <= max {
+            buf.extend_from_slice(&chunk);
+        } else if seen > max + SMALL_BODY_DRAIN_BYTES {
+            break;
+        }
+    }
+    if seen > max {
+        return Err(format!(
+            "the request body could not be read or is larger than {max} bytes"
+        ));
+    }
+    Ok(buf.freeze())
+}
+
+/// An upload's body as the service reads it: failing once no bytes arrive for
+/// the idle timeout.
+pub fn upload_body(app: &crate::AppState, request: axum::extract::Request) -> ByteStream {
+    use futures::TryStreamExt;
+    let body = request
+        .into_body()
+        .into_data_stream()
+        .map_err(std::io::Error::other);
+    idle_body(body, app.in_flight.limits.body_idle_timeout)
+}

@@ -10,6 +10,7 @@ mod http_date;
 mod limits;
 mod twirp;
 mod urls;
+mod v1;
 
 use auth::Authenticator;
 use axum::routing::{any, get};
@@ -54,6 +55,8 @@ pub fn router(state: AppState) -> Router {
         .route("/t/{token}/twirp/{*path}", any(twirp::handle_tenant))
         .route(blob::ROUTE, any(blob::handle))
         .route("/healthz", get(|| async { "ok\n" }))
+        // The v1 API lives under whatever path its base URL has.
+        .fallback(v1::handle)
         .layer(axum::middleware::from_fn_with_state(
             state.limits,
             limits::header_size,

@@ -5,7 +5,6 @@ use crate::{urls, AppState};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::{StreamExt, TryStreamExt};
 use hoard_core::{CoreError, Entry};
 use hoard_proto::twirp::{self as pb, Encoding, TwirpMessage, CACHE_SERVICE};
 use hoard_proto::twirp_error::{TwirpCode, TwirpError};
@@ -122,46 +121,15 @@ async fn respond(
     }
 }
 
-/// A refused oversized body is read this much further (and dropped) before
-/// the answer, so a client still sending sees the error, not a reset.
-const TWIRP_DRAIN_BYTES: usize = 4 * 1024 * 1024;
-
-/// The request body, at most `max` bytes, failing when no bytes arrive for the
-/// idle timeout.
+/// The request body, at most `max` bytes, in Twirp's words when it fails.
 async fn read_body(
     app: &AppState,
     request: Request,
     max: usize,
 ) -> Result<bytes::Bytes, TwirpError> {
-    let idle = app.in_flight.limits.body_idle_timeout;
-    let stream = request
-        .into_body()
-        .into_data_stream()
-        .map_err(std::io::Error::other);
-    let mut body = crate::flow::idle_body(stream, idle);
-    let mut buf = bytes::BytesMut::new();
-    let mut seen = 0usize;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| {
-            TwirpError::new(
-                TwirpCode::Malformed,
-                format!("the request body could not be read: {e}"),
-            )
-        })?;
-        seen += chunk.len();
-        if seen <= max {
-            buf.extend_from_slice(&chunk);
-        } else if seen > max + TWIRP_DRAIN_BYTES {
-            break;
-        }
-    }
-    if seen > max {
-        return Err(TwirpError::new(
-            TwirpCode::Malformed,
-            format!("the request body could not be read or is larger than {max} bytes"),
-        ));
-    }
-    Ok(buf.freeze())
+    crate::flow::small_body(app, request, max)
+        .await
+        .map_err(|e| TwirpError::new(TwirpCode::Malformed, e))
 }
 
 async fn dispatch(
