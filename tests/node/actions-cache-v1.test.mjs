@@ -5,11 +5,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, openSync, writeSync, closeSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { backend, startHoard, twirp } from './hoard.mjs';
 import { jobs } from './jobs.mjs';
+import { sharedScenarios } from './cache-scenarios.mjs';
 
 let hoard;
 let root;
@@ -29,7 +30,7 @@ after(async () => {
 
 const v1 = jobs(() => hoard.url, () => root, () => ghes);
 const v2 = jobs(() => hoard.url, () => root);
-const { job, step, tree, writeTree, saveFiles, restoreInto } = v1;
+const { bigJob, step, saveFiles, restoreInto } = v1;
 
 // The entry a key names, as the v2 API lists it.
 async function listed(key) {
@@ -52,13 +53,7 @@ test('v1: a small directory round-trips byte for byte', async () => {
 });
 
 test('v1: a ~300 MiB file goes up as parallel 32 MiB chunks and restores intact', async () => {
-  const j = job('big-save');
-  const dir = path.join(j.ws, 'big');
-  mkdirSync(dir, { recursive: true });
-  const fd = openSync(path.join(dir, 'random.bin'), 'w');
-  for (let i = 0; i < 300; i++) writeSync(fd, randomBytes(1024 * 1024));
-  closeSync(fd);
-  const expected = tree(dir);
+  const { j, expected } = bigJob('big-save', 'big', 300);
   const { result: id, out } = await step(j, 'save', 'v1-big-file', ['big']);
   assert.ok(id > 0, `save returned ${id}:\n${out}`);
   // A failed chunk or commit is only a warning to the toolkit: the entry
@@ -70,58 +65,6 @@ test('v1: a ~300 MiB file goes up as parallel 32 MiB chunks and restores intact'
   const r = await restoreInto('big-restore', 'v1-big-file', [], 'big');
   assert.equal(r.matched, 'v1-big-file');
   assert.deepEqual(r.files, expected);
-});
-
-test('v1: restore keys that prefix two saved keys restore the newest', async () => {
-  const older = await saveFiles('prefix-save-1', 'v1-deps-linux-aaa', { 'f.txt': 'older' });
-  assert.ok(older.id > 0);
-  const newer = await saveFiles('prefix-save-2', 'v1-deps-linux-bbb', { 'f.txt': 'newer' });
-  assert.ok(newer.id > 0);
-  const r = await restoreInto('prefix-restore', 'v1-deps-linux-ccc', ['v1-deps-linux-', 'v1-deps-']);
-  assert.equal(r.matched, 'v1-deps-linux-bbb');
-  assert.deepEqual(r.files, newer.expected);
-});
-
-test('v1: the same key with other paths is another version: a miss', async () => {
-  const saved = await saveFiles('version-save', 'v1-versioned-key', { 'x.txt': 'x' }, 'path-a');
-  assert.ok(saved.id > 0);
-  const r = await restoreInto('version-restore', 'v1-versioned-key', [], 'path-b');
-  assert.equal(r.matched, null);
-  assert.equal(r.files, null);
-});
-
-test('v1: a second save of an existing key is refused at reservation and keeps the content', async () => {
-  const first = await saveFiles('dup-save-1', 'v1-dup-key', { 'f.txt': 'first' });
-  assert.ok(first.id > 0);
-  const second = await saveFiles('dup-save-2', 'v1-dup-key', { 'f.txt': 'second' });
-  assert.equal(second.id, -1);
-  assert.match(second.out, /Unable to reserve cache with key v1-dup-key, another job may be creating this cache/);
-  const r = await restoreInto('dup-restore', 'v1-dup-key');
-  assert.deepEqual(r.files, first.expected);
-});
-
-test('v1: two concurrent saves of one new key: exactly one wins, the restore is intact', async () => {
-  const contents = [randomBytes(3 * 1024 * 1024), randomBytes(3 * 1024 * 1024)];
-  const racers = contents.map((c, i) => {
-    const j = job(`race-save-${i}`);
-    writeTree(path.join(j.ws, 'cached'), { 'data.bin': c });
-    return { j, expected: tree(path.join(j.ws, 'cached')) };
-  });
-  const results = await Promise.all(racers.map(({ j }) => step(j, 'save', 'v1-race-key', ['cached'])));
-  const ids = results.map((r) => r.result);
-  assert.equal(ids.filter((id) => id > 0).length, 1, `ids ${ids}`);
-  assert.equal(ids.filter((id) => id === -1).length, 1, `ids ${ids}`);
-  const winner = racers[ids.findIndex((id) => id > 0)];
-  const r = await restoreInto('race-restore', 'v1-race-key');
-  assert.equal(r.matched, 'v1-race-key');
-  assert.deepEqual(r.files, winner.expected);
-});
-
-test('v1: a key never saved is a clean miss', async () => {
-  const r = await restoreInto('never-restore', 'v1-never-saved-key', ['v1-never-saved-']);
-  assert.equal(r.matched, null);
-  assert.equal(r.files, null);
-  assert.doesNotMatch(r.out, /::error::|::warning::/);
 });
 
 test('an entry saved through v1 restores through v2, and the reverse', async () => {
@@ -153,3 +96,5 @@ test('v1: a cache over the entry limit is refused at reservation with the reason
     await small.stop();
   }
 });
+
+sharedScenarios('v1', v1);

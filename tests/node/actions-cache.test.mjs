@@ -3,11 +3,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, openSync, writeSync, closeSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { backend, startHoard, twirp } from './hoard.mjs';
 import { jobs } from './jobs.mjs';
+import { sharedScenarios } from './cache-scenarios.mjs';
 
 let hoard;
 let root;
@@ -26,7 +27,8 @@ after(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-const { job, step, tree, writeTree, saveFiles, restoreInto } = jobs(() => hoard.url, () => root);
+const helpers = jobs(() => hoard.url, () => root);
+const { bigJob, step, saveFiles, restoreInto } = helpers;
 
 test('a small directory round-trips byte for byte', async () => {
   const { id, expected } = await saveFiles('small-save', 'small-dir-v1', {
@@ -47,13 +49,7 @@ test('a small directory round-trips byte for byte', async () => {
 });
 
 test('a ~300 MiB file goes through the multi-block upload and restores intact', async () => {
-  const j = job('big-save');
-  const dir = path.join(j.ws, 'big');
-  mkdirSync(dir, { recursive: true });
-  const fd = openSync(path.join(dir, 'random.bin'), 'w');
-  for (let i = 0; i < 300; i++) writeSync(fd, randomBytes(1024 * 1024));
-  closeSync(fd);
-  const expected = tree(dir);
+  const { j, expected } = bigJob('big-save', 'big', 300);
   const { result: id } = await step(j, 'save', 'big-file-v1', ['big']);
   assert.ok(id > 0, `save returned ${id}`);
   // The archive is larger than the toolkit's 128 MiB single-shot limit, so it
@@ -66,52 +62,6 @@ test('a ~300 MiB file goes through the multi-block upload and restores intact', 
   const r = await restoreInto('big-restore', 'big-file-v1', [], 'big');
   assert.equal(r.matched, 'big-file-v1');
   assert.deepEqual(r.files, expected);
-});
-
-test('restore keys that prefix two saved keys restore the newest', async () => {
-  const older = await saveFiles('prefix-save-1', 'deps-linux-aaa', { 'f.txt': 'older' });
-  assert.ok(older.id > 0);
-  const newer = await saveFiles('prefix-save-2', 'deps-linux-bbb', { 'f.txt': 'newer' });
-  assert.ok(newer.id > 0);
-  const r = await restoreInto('prefix-restore', 'deps-linux-ccc', ['deps-linux-', 'deps-']);
-  assert.equal(r.matched, 'deps-linux-bbb');
-  assert.deepEqual(r.files, newer.expected);
-});
-
-test('the same key with other paths is another version: a miss', async () => {
-  const saved = await saveFiles('version-save', 'versioned-key', { 'x.txt': 'x' }, 'path-a');
-  assert.ok(saved.id > 0);
-  const r = await restoreInto('version-restore', 'versioned-key', [], 'path-b');
-  assert.equal(r.matched, null);
-  assert.equal(r.files, null);
-});
-
-test('a second save of an existing key fails cleanly and keeps the content', async () => {
-  const first = await saveFiles('dup-save-1', 'dup-key', { 'f.txt': 'first' });
-  assert.ok(first.id > 0);
-  const second = await saveFiles('dup-save-2', 'dup-key', { 'f.txt': 'second' });
-  assert.equal(second.id, -1);
-  assert.match(second.out, /another job may be creating this cache/);
-  const r = await restoreInto('dup-restore', 'dup-key');
-  assert.deepEqual(r.files, first.expected);
-});
-
-test('two concurrent saves of one new key: exactly one wins, the restore is intact', async () => {
-  const contents = [randomBytes(3 * 1024 * 1024), randomBytes(3 * 1024 * 1024)];
-  const jobs = contents.map((c, i) => {
-    const j = job(`race-save-${i}`);
-    writeTree(path.join(j.ws, 'cached'), { 'data.bin': c });
-    return { j, expected: tree(path.join(j.ws, 'cached')) };
-  });
-  const results = await Promise.all(jobs.map(({ j }) => step(j, 'save', 'race-key', ['cached'])));
-  const ids = results.map((r) => r.result);
-  const winners = ids.filter((id) => id > 0);
-  assert.equal(winners.length, 1, `ids ${ids}`);
-  assert.equal(ids.filter((id) => id === -1).length, 1, `ids ${ids}`);
-  const winner = jobs[ids.findIndex((id) => id > 0)];
-  const r = await restoreInto('race-restore', 'race-key');
-  assert.equal(r.matched, 'race-key');
-  assert.deepEqual(r.files, winner.expected);
 });
 
 test('a restore while a save of that key is in flight misses, never partial', async () => {
@@ -139,9 +89,4 @@ test('a restore while a save of that key is in flight misses, never partial', as
   assert.equal(blocked.id, -1);
 });
 
-test('a key never saved is a clean miss', async () => {
-  const r = await restoreInto('never-restore', 'never-saved-key', ['never-saved-']);
-  assert.equal(r.matched, null);
-  assert.equal(r.files, null);
-  assert.doesNotMatch(r.out, /::error::/);
-});
+sharedScenarios('', helpers);

@@ -2,7 +2,8 @@
 // environment, in a fresh workspace, through the real @actions/cache.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync, readdirSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runnerEnv } from './hoard.mjs';
@@ -64,6 +65,18 @@ export function jobs(url, root, env = () => ({})) {
     }
   }
 
+  // A job whose workspace holds `dirName/random.bin` of `mib` random MiB,
+  // written a MiB at a time; and that directory's tree.
+  function bigJob(name, dirName, mib) {
+    const j = job(name);
+    const dir = path.join(j.ws, dirName);
+    mkdirSync(dir, { recursive: true });
+    const fd = openSync(path.join(dir, 'random.bin'), 'w');
+    for (let i = 0; i < mib; i++) writeSync(fd, randomBytes(1024 * 1024));
+    closeSync(fd);
+    return { j, expected: tree(dir) };
+  }
+
   async function saveFiles(name, key, files, dirName = 'cached') {
     const j = job(name);
     writeTree(path.join(j.ws, dirName), files);
@@ -85,5 +98,5 @@ export function jobs(url, root, env = () => ({})) {
     return { matched: result, files, out };
   }
 
-  return { job, step, tree, writeTree, saveFiles, restoreInto };
+  return { job, step, tree, writeTree, bigJob, saveFiles, restoreInto };
 }
