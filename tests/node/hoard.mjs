@@ -119,7 +119,7 @@ export async function startHoard(env = {}, options = {}) {
     stores.env.HOARD_DATABASE_URL = options.databaseUrl(stores.env.HOARD_DATABASE_URL);
   }
   const child = spawn(hoardBin(), ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
-    env: { ...process.env, HOARD_LOG: 'info', ...stores.env, ...env },
+    env: { ...process.env, HOARD_LOG: 'info', HOARD_PASSTHROUGH_UPSTREAM: '', ...stores.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
@@ -148,6 +148,7 @@ export async function startHoard(env = {}, options = {}) {
   child.removeAllListeners('exit');
   return {
     url,
+    pid: child.pid,
     dataDir,
     // Where the stored objects are files, whichever store holds them.
     objectsDir: stores.objectsRoot ?? path.join(dataDir, 'blobs', 'objects'),

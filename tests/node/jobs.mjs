@@ -10,6 +10,27 @@ import { runnerEnv } from './hoard.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
+// Runs `script` (in this directory) as a job step with `env` over this
+// process's environment; resolves with what it printed after `RESULT:` last
+// (parsed) and all it printed.
+export function runStep(script, args, env) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(here, script), ...args], {
+      cwd: here,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.on('exit', (code) => {
+      const m = out.match(/RESULT:(.*)\s*$/);
+      if (code !== 0 || !m) return reject(new Error(`${script} ${args.join(' ')} exited ${code}:\n${out}`));
+      resolve({ result: JSON.parse(m[1]), out });
+    });
+  });
+}
+
 // Helpers bound to a hoard (its URL) and a directory for job workspaces, both
 // read when called, so they can be set up in a before() hook; `env` gives more
 // runner variables (e.g. the job's ACTIONS_RUNTIME_TOKEN).
@@ -25,23 +46,10 @@ export function jobs(url, root, env = () => ({})) {
 
   // Runs one cache step in its own process, as a job step does.
   function step(j, op, key, paths, restoreKeys = []) {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [path.join(here, 'worker.mjs'), op, key, JSON.stringify(restoreKeys), ...paths], {
-        cwd: here,
-        // github.com unless the job's env() names another server (a GHES host
-        // puts the toolkit on the v1 API).
-        env: { ...process.env, GITHUB_SERVER_URL: '', ...runnerEnv(url(), env()), GITHUB_WORKSPACE: j.ws, RUNNER_TEMP: j.temp },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let out = '';
-      child.stdout.on('data', (d) => (out += d));
-      child.stderr.on('data', (d) => (out += d));
-      child.on('exit', (code) => {
-        const m = out.match(/RESULT:(.*)\s*$/);
-        if (code !== 0 || !m) return reject(new Error(`${op} ${key} exited ${code}:\n${out}`));
-        resolve({ result: JSON.parse(m[1]), out });
-      });
-    });
+    // github.com unless the job's env() names another server (a GHES host
+    // puts the toolkit on the v1 API).
+    const stepEnv = { GITHUB_SERVER_URL: '', ...runnerEnv(url(), env()), GITHUB_WORKSPACE: j.ws, RUNNER_TEMP: j.temp };
+    return runStep('worker.mjs', [op, key, JSON.stringify(restoreKeys), ...paths], stepEnv);
   }
 
   // Every file under dir, relative path -> sha256.

@@ -167,6 +167,9 @@ impl Server {
             .arg(data_dir)
             .env_remove("HOARD_CONFIG")
             .env("HOARD_LOG", "info")
+            // Tests reach nothing outside the machine; passthrough tests name
+            // their own upstream.
+            .env("HOARD_PASSTHROUGH_UPSTREAM", "")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // The test's own variables come last, so they win.

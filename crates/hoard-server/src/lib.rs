@@ -8,6 +8,7 @@ pub mod flow;
 pub mod fuzzing;
 mod http_date;
 mod limits;
+pub mod passthrough;
 mod twirp;
 mod urls;
 mod v1;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub limits: HttpLimits,
     /// Uploads, downloads and block lists in flight.
     pub in_flight: Arc<flow::InFlight>,
+    /// Where calls hoard does not serve go; `None` answers them 404.
+    pub upstream: Option<Arc<passthrough::Upstream>>,
 }
 
 /// Limits on requests, before any handler reads them.
@@ -55,7 +58,8 @@ pub fn router(state: AppState) -> Router {
         .route("/t/{token}/twirp/{*path}", any(twirp::handle_tenant))
         .route(blob::ROUTE, any(blob::handle))
         .route("/healthz", get(|| async { "ok\n" }))
-        // The v1 API lives under whatever path its base URL has.
+        // The v1 API lives under whatever path its base URL has; any other
+        // path goes to the results upstream.
         .fallback(v1::handle)
         .layer(axum::middleware::from_fn_with_state(
             state.limits,

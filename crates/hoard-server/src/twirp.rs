@@ -108,6 +108,14 @@ async fn respond(
     path_token: Option<&str>,
     request: Request,
 ) -> Response {
+    // Another service (the artifact service of the same results URL) is the
+    // upstream's, with the path as the upstream knows it: no tenant prefix.
+    let service = path.split('/').next().unwrap_or("");
+    if let (Some(upstream), false) = (&app.upstream, service == CACHE_SERVICE) {
+        let query = request.uri().query().map(|q| format!("?{q}"));
+        let target = format!("/twirp/{path}{}", query.unwrap_or_default());
+        return upstream.forward(&target, request).await;
+    }
     match dispatch(app, path, path_token, request).await {
         Ok(r) => r,
         Err(e) => {

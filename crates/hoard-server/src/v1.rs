@@ -130,12 +130,19 @@ fn busy(what: &str) -> V1Error {
     )
 }
 
-/// The router's fallback: a v1 call wherever its path puts the API, anything
-/// else 404.
+/// The router's fallback: a v1 call wherever its path puts the API; anything
+/// else goes to the results upstream (without a tenant prefix), or is 404
+/// without one.
 pub async fn handle(State(app): State<AppState>, request: Request) -> Response {
     let path = request.uri().path().to_string();
     let Some(at) = path.find(&format!("/{}", wire::API_PATH)) else {
-        return StatusCode::NOT_FOUND.into_response();
+        let Some(upstream) = &app.upstream else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        let own = tenant_prefix(&path).map_or(0, str::len);
+        let query = request.uri().query().map(|q| format!("?{q}"));
+        let target = format!("{}{}", &path[own..], query.unwrap_or_default());
+        return upstream.forward(&target, request).await;
     };
     let prefix = &path[..at];
     let rest = &path[at + 1 + wire::API_PATH.len()..];
@@ -153,6 +160,13 @@ pub async fn handle(State(app): State<AppState>, request: Request) -> Response {
             e.into_response()
         }
     }
+}
+
+/// `/t/<token>` at the start of `path`, when it is there and more follows.
+fn tenant_prefix(path: &str) -> Option<&str> {
+    let token = path.strip_prefix("/t/")?;
+    let end = token.find('/')?;
+    (end > 0).then(|| &path[..3 + end])
 }
 
 async fn respond(
@@ -368,4 +382,17 @@ async fn commit(
         .await
         .map_err(v1_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tenant_prefix;
+
+    #[test]
+    fn a_tenant_prefix_is_a_token_with_more_path_after_it() {
+        assert_eq!(tenant_prefix("/t/abc/twirp/x"), Some("/t/abc"));
+        assert_eq!(tenant_prefix("/t/abc"), None);
+        assert_eq!(tenant_prefix("/t//x"), None);
+        assert_eq!(tenant_prefix("/twirp/x"), None);
+    }
 }

@@ -5,6 +5,7 @@
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -23,6 +24,28 @@ pub struct Config {
     pub eviction: Eviction,
     pub auth: Auth,
     pub limits: Limits,
+    pub passthrough: Passthrough,
+}
+
+/// Where calls under the results URL that hoard does not serve (the artifact
+/// service) are forwarded.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Passthrough {
+    /// The upstream results service; empty: answer such calls 404.
+    pub upstream: String,
+    /// Longest wait for the upstream: to connect, for its answer, and
+    /// between pieces of a body.
+    pub timeout_secs: u64,
+}
+
+impl Default for Passthrough {
+    fn default() -> Self {
+        Passthrough {
+            upstream: "https://results-receiver.actions.githubusercontent.com/".into(),
+            timeout_secs: 60,
+        }
+    }
 }
 
 /// Who may use which namespace (docs/security.md).
@@ -396,6 +419,7 @@ impl Default for Config {
             eviction: Eviction::default(),
             auth: Auth::default(),
             limits: Limits::default(),
+            passthrough: Passthrough::default(),
         }
     }
 }
@@ -511,6 +535,11 @@ impl Config {
         parse_env("HOARD_LISTEN", &mut self.listen)?;
         parse_env("HOARD_DATA_DIR", &mut self.data_dir)?;
         parse_env("HOARD_PUBLIC_URL", &mut self.public_url)?;
+        parse_env("HOARD_PASSTHROUGH_UPSTREAM", &mut self.passthrough.upstream)?;
+        parse_env(
+            "HOARD_PASSTHROUGH_TIMEOUT_SECS",
+            &mut self.passthrough.timeout_secs,
+        )?;
         parse_env("HOARD_DATABASE_URL", &mut self.database.url)?;
         parse_env(
             "HOARD_DATABASE_MAX_CONNECTIONS",
@@ -760,6 +789,14 @@ impl Config {
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             bail!("public_url must start with http:// or https://");
         }
+        let p = &self.passthrough;
+        if !p.upstream.is_empty() {
+            if p.timeout_secs == 0 {
+                bail!("passthrough.timeout_secs must be at least 1");
+            }
+            hoard_server::passthrough::Upstream::new(&p.upstream, Duration::from_secs(1))
+                .map_err(|e| anyhow::anyhow!("passthrough.upstream: {e}"))?;
+        }
         Ok(())
     }
 }
@@ -767,6 +804,26 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passthrough_goes_to_github_unless_told_otherwise() {
+        let c = Config::default();
+        assert_eq!(
+            c.passthrough.upstream,
+            "https://results-receiver.actions.githubusercontent.com/"
+        );
+        assert!(c.validate().is_ok());
+        let off: Config = toml::from_str("[passthrough]\nupstream = \"\"\n").unwrap();
+        assert!(off.validate().is_ok());
+        for bad in [
+            "[passthrough]\nupstream = \"results.internal\"\n",
+            "[passthrough]\nupstream = \"ftp://results.internal/\"\n",
+            "[passthrough]\ntimeout_secs = 0\n",
+        ] {
+            let c: Config = toml::from_str(bad).unwrap();
+            assert!(c.validate().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn defaults_and_file() {

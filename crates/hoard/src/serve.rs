@@ -12,6 +12,7 @@ use hoard_server::auth::tenant::{Tenant, TokenHash};
 use hoard_server::auth::Authenticator;
 use hoard_server::connections::{self, ConnLimits};
 use hoard_server::flow::{FlowLimits, InFlight};
+use hoard_server::passthrough::Upstream;
 use hoard_server::{router, AppState, HttpLimits};
 use hoard_storage::StorageOptions;
 use rand::RngCore;
@@ -312,6 +313,19 @@ pub async fn run(config: Config) -> Result<()> {
     });
 
     let l = &config.limits;
+    let upstream = match config.passthrough.upstream.as_str() {
+        "" => None,
+        base => {
+            let upstream =
+                Upstream::new(base, Duration::from_secs(config.passthrough.timeout_secs))
+                    .map_err(|e| anyhow::anyhow!("passthrough.upstream: {e}"))?;
+            tracing::info!(
+                upstream = upstream.host(),
+                "calls under the results URL that hoard does not serve (artifacts) go to the upstream"
+            );
+            Some(Arc::new(upstream))
+        }
+    };
     let app = router(AppState {
         service: service.clone(),
         public_url: (!config.public_url.is_empty()).then(|| config.public_url.clone()),
@@ -326,6 +340,7 @@ pub async fn run(config: Config) -> Result<()> {
             block_list_bytes: l.block_list_buffer_bytes,
             body_idle_timeout: Duration::from_secs(l.body_idle_timeout_secs),
         })),
+        upstream,
     });
     let conn_limits = ConnLimits {
         header_read_timeout: Duration::from_secs(l.header_read_timeout_secs),
