@@ -6,7 +6,8 @@
 # The black-box suites run on each deployment hoard supports: SQLite + directory,
 # PostgreSQL + directory, PostgreSQL + S3. PostgreSQL is the server on
 # 127.0.0.1:5432 (or HOARD_TEST_POSTGRES_URL); the S3 server is s3s-fs, installed
-# here from crates.io into the tools directory.
+# here from crates.io into the tools directory, as is kubernetes-validate (from
+# PyPI) for the Kubernetes manifests, which kubectl renders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,15 @@ if ! "$HOARD_S3_SERVER" --version 2>/dev/null | grep -q "$S3S_VERSION"; then
   cargo install --locked "s3s-fs@$S3S_VERSION" --features binary --root "$TOOLS_DIR"
 fi
 
+KV_VERSION=1.37.0
+echo "== Kubernetes schema validator (kubernetes-validate $KV_VERSION, from PyPI)"
+KV_VENV="$TOOLS_DIR/kubernetes-validate-$KV_VERSION"
+export HOARD_KUBERNETES_VALIDATE="$KV_VENV/bin/kubernetes-validate"
+if ! "$HOARD_KUBERNETES_VALIDATE" --version 2>/dev/null | grep -q "$KV_VERSION"; then
+  python3 -m venv "$KV_VENV"
+  "$KV_VENV/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KV_VERSION"
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "== cargo-nextest"
   cargo install --locked cargo-nextest --root "$TOOLS_DIR"
@@ -37,12 +47,12 @@ export HOARD_BIN="$CARGO_TARGET_DIR/debug/hoard"
 echo "== Rust tests (unit, stores on SQLite and PostgreSQL, black-box on SQLite + directory)"
 cargo nextest run --locked --workspace --no-fail-fast
 
-# Tests that pick their own deployment (replicas, faults, full disk) or none (deploy files)
+# Tests that pick their own deployment (replicas, faults, full disk) or none (deploy files, runner tools)
 # ran above; the others run again on each other backend.
 for backend in pg-dir pg-s3; do
   echo "== Rust black-box tests on $backend"
   HOARD_TEST_BACKEND=$backend cargo nextest run --locked -p hoard-e2e --no-fail-fast \
-    -E 'not binary(replicas) and not binary(faults) and not binary(deploy) and not binary(object_storage) and not binary(full_disk)'
+    -E 'not binary(replicas) and not binary(faults) and not binary(deploy) and not binary(runner) and not binary(object_storage) and not binary(full_disk)'
 done
 
 for backend in sqlite-dir pg-dir pg-s3; do

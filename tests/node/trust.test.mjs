@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync, randomBytes, sign, createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import { execFile } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startHoard, twirp } from './hoard.mjs';
+import { hoardBin, startHoard, twirp } from './hoard.mjs';
 import { jobs } from './jobs.mjs';
 
 const b64u = (b) => Buffer.from(b).toString('base64url');
@@ -270,6 +271,65 @@ test('github-jwt scopes: a branch restores from main, writes only its own scope,
   assert.equal(finalize.body.code, 'permission_denied');
   const listed = await twirp(verified.url, 'ListCacheEntries', {}, bearer(repoToken('1001', ['refs/heads/main', 1])));
   assert.deepEqual(listed.body.entries.map((e) => e.key), ['build-1']);
+});
+
+test('github-jwt: a token without a readable scope is denied reads in the words the toolkit knows, on v2 and v1', async () => {
+  const main = asJob(verified, repoToken('1003', ['refs/heads/main', 3]));
+  const saved = await main.saveFiles('rd-save', 'read-denied-key', { 'r.bin': randomBytes(1000) });
+  assert.ok(saved.id > 0, saved.out);
+  const writeOnly = repoToken('1003', ['refs/heads/main', 2]);
+  const raw = await twirp(verified.url, 'GetCacheEntryDownloadURL', { key: 'read-denied-key', restore_keys: [], version: 'v' }, bearer(writeOnly));
+  assert.equal(raw.status, 403);
+  assert.equal(raw.body.code, 'permission_denied');
+  assert.match(raw.body.msg, /^cache read denied:/);
+  const v1 = await fetch(`${verified.url}/_apis/artifactcache/cache?keys=read-denied-key&version=v`, { headers: bearer(writeOnly) });
+  assert.equal(v1.status, 403);
+  assert.match((await v1.json()).message, /^cache read denied:/);
+  // The real toolkit takes both as a policy denial: a warning and a miss.
+  for (const extra of [{}, { GITHUB_SERVER_URL: 'https://ghes.example.internal', ACTIONS_CACHE_SERVICE_V2: '', ACTIONS_RESULTS_URL: '' }]) {
+    const job = jobs(() => verified.url, () => root, () => ({ ACTIONS_RUNTIME_TOKEN: writeOnly, ...extra }));
+    const r = await job.restoreInto('rd-restore', 'read-denied-key');
+    assert.equal(r.matched, null, r.out);
+    assert.match(r.out, /::warning::Failed to restore: .*cache read denied:/);
+  }
+  // A read-only job (the runner says so in ACTIONS_CACHE_MODE) restores and
+  // does not try to save.
+  const readOnly = jobs(() => verified.url, () => root, () => ({
+    ACTIONS_RUNTIME_TOKEN: repoToken('1003', ['refs/heads/main', 1]),
+    ACTIONS_CACHE_MODE: 'read',
+  }));
+  const back = await readOnly.restoreInto('ro-mode-restore', 'read-denied-key');
+  assert.deepEqual(back.files, saved.expected);
+  const skipped = await readOnly.saveFiles('ro-mode-save', 'read-only-mode-key', { 'x.txt': 'x' });
+  assert.equal(skipped.id, -1);
+  assert.match(skipped.out, /Cache save skipped/);
+});
+
+test('github-jwt: `hoard runner check` in a job reports the verified namespace and scopes', async () => {
+  // Asynchronously: the JWKS server it may need lives in this process.
+  const run = (token, url = `${verified.url}/`) =>
+    new Promise((resolve) => {
+      const env = { PATH: process.env.PATH, ACTIONS_RESULTS_URL: url, ACTIONS_CACHE_SERVICE_V2: 'true', ACTIONS_RUNTIME_TOKEN: token, HOARD_LOG: 'warn' };
+      execFile(hoardBin(), ['runner', 'check'], { env }, (error, stdout, stderr) =>
+        resolve({ status: error ? error.code : 0, stdout, stderr }));
+    });
+  const branch = await run(repoToken('1004', ['refs/heads/feature', 3], ['refs/heads/main', 1]));
+  assert.equal(branch.status, 0, branch.stdout + branch.stderr);
+  assert.match(branch.stdout, /auth mode github-jwt/);
+  assert.match(branch.stdout, /namespace: 1004/);
+  assert.match(branch.stdout, /read scopes: refs\/heads\/feature, refs\/heads\/main/);
+  assert.match(branch.stdout, /write scope: refs\/heads\/feature/);
+  assert.match(branch.stdout, /restore: allowed; save: allowed/);
+  const readOnly = await run(repoToken('1004', ['refs/heads/main', 1]));
+  assert.equal(readOnly.status, 0);
+  assert.match(readOnly.stdout, /restore: allowed; save: denied/);
+  const forged = await run(jwt({ repository_id: '1004' }, { key: strangerKey.privateKey }));
+  assert.equal(forged.status, 1, forged.stdout);
+  assert.match(forged.stdout, /FAIL: hoard \(github-jwt\) refused the job's token/);
+  // Pointed at something that is not hoard (the JWKS server here).
+  const notHoard = await run(repoToken('1004', ['refs/heads/main', 3]), `http://127.0.0.1:${jwks.address().port}/`);
+  assert.equal(notHoard.status, 1);
+  assert.match(notHoard.stdout, /is not hoard/);
 });
 
 test('tenant-token+github-jwt: the tenant in the path, the repository from the verified token', async () => {

@@ -1,10 +1,13 @@
-//! The shipped deployment files: docker-compose.yml and deploy/Dockerfile. No
-//! Docker engine runs here, so they are checked as a reader would: the compose
-//! file's structure, and its hoard environment fed to the real binary's
-//! `hoard config check`. docs/deploy.md gives `docker compose config` for
-//! machines with the compose client.
+//! The shipped deployment files: docker-compose.yml, deploy/Dockerfile, the
+//! runner image and the Kubernetes overlays. No Docker engine or cluster runs
+//! here, so they are checked as a reader and the tools would: the compose
+//! file's structure, its hoard environment fed to the real binary's `hoard
+//! config check`; every kustomize overlay rendered by `kubectl kustomize`,
+//! validated against the Kubernetes schemas (`kubernetes-validate`, installed
+//! by scripts/test.sh) and its configuration checked by the binary.
 
 use hoard_e2e::{hoard_bin, Server};
+use serde::Deserialize;
 use serde_yaml::Value;
 use std::path::PathBuf;
 use std::process::Command;
@@ -156,4 +159,191 @@ fn the_healthcheck_command_tells_up_from_down() {
         .output()
         .unwrap();
     assert!(!down.status.success());
+}
+
+/// `kubectl kustomize` of an overlay: its documents.
+fn kustomize(overlay: &str) -> (String, Vec<Value>) {
+    let dir = repo().join("deploy/kubernetes/overlays").join(overlay);
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(&dir)
+        .output()
+        .expect("kubectl (with kustomize) is installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let docs = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect();
+    (text, docs)
+}
+
+fn kind<'a>(docs: &'a [Value], kind: &str) -> Option<&'a Value> {
+    docs.iter().find(|d| d["kind"].as_str() == Some(kind))
+}
+
+/// Validates rendered manifests against the Kubernetes schemas, strictly
+/// (unknown fields are errors).
+fn validate_schemas(overlay: &str, rendered: &str) {
+    let tool =
+        std::env::var("HOARD_KUBERNETES_VALIDATE").unwrap_or_else(|_| "kubernetes-validate".into());
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), rendered).unwrap();
+    let out = Command::new(&tool)
+        .args(["--strict", "-k", "1.30.0", "--quiet"])
+        .arg(file.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{tool}: {e} (scripts/test.sh installs it)"));
+    assert!(
+        out.status.success(),
+        "{overlay}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The overlay's hoard.toml, as its ConfigMap carries it, through `hoard
+/// config check` with the Secret's variables set.
+fn config_checks(docs: &[Value], env: &[(&str, &str)]) -> String {
+    let toml = kind(docs, "ConfigMap").expect("a ConfigMap")["data"]["hoard.toml"]
+        .as_str()
+        .expect("hoard.toml in the ConfigMap")
+        .to_string();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &toml).unwrap();
+    let mut cmd = Command::new(hoard_bin());
+    cmd.args(["config", "check", "--config"])
+        .arg(file.path())
+        .env_clear();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What every overlay's hoard container must have.
+fn check_container(deployment: &Value) {
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], Value::from(true));
+    let c = &pod["containers"][0];
+    assert_eq!(
+        c["securityContext"]["allowPrivilegeEscalation"],
+        Value::from(false)
+    );
+    assert_eq!(
+        c["livenessProbe"]["httpGet"]["path"],
+        Value::from("/healthz")
+    );
+    assert!(c["readinessProbe"]["httpGet"]["path"].is_string());
+    assert!(c["resources"]["requests"]["memory"].is_string());
+    assert!(c["resources"]["limits"]["memory"].is_string());
+    let env = c["env"].as_sequence().unwrap();
+    let named = |n: &str| env.iter().find(|e| e["name"].as_str() == Some(n));
+    assert_eq!(
+        named("HOARD_CONFIG").unwrap()["value"],
+        Value::from("/etc/hoard/hoard.toml")
+    );
+    // Secrets only by reference, never as values in the manifests.
+    for e in env {
+        let name = e["name"].as_str().unwrap();
+        if name.contains("SECRET") || name.contains("DATABASE") || name.contains("ACCESS_KEY") {
+            assert!(e["valueFrom"]["secretKeyRef"].is_mapping(), "{name}");
+        }
+    }
+}
+
+#[test]
+fn kubernetes_postgres_s3_overlay_runs_replicas_with_secrets_by_reference() {
+    let (text, docs) = kustomize("postgres-s3");
+    validate_schemas("postgres-s3", &text);
+    let d = kind(&docs, "Deployment").expect("a Deployment");
+    assert!(d["spec"]["replicas"].as_u64().unwrap() >= 2);
+    check_container(d);
+    let pdb = kind(&docs, "PodDisruptionBudget").expect("a PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], Value::from(1));
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        d["spec"]["selector"]["matchLabels"]
+    );
+    assert!(kind(&docs, "Service").is_some());
+    let printed = config_checks(
+        &docs,
+        &[
+            (
+                "HOARD_DATABASE_URL",
+                "postgres://hoard:pw-in-secret@postgres:5432/hoard",
+            ),
+            ("AWS_ACCESS_KEY_ID", "key-in-secret"),
+            ("AWS_SECRET_ACCESS_KEY", "secret-in-secret"),
+        ],
+    );
+    assert!(
+        printed.contains("url = \"s3://hoard-cache/actions\""),
+        "{printed}"
+    );
+    assert!(printed.contains("mode = \"github-jwt\""), "{printed}");
+}
+
+#[test]
+fn kubernetes_sqlite_overlay_is_one_replica_on_a_volume() {
+    let (text, docs) = kustomize("sqlite");
+    validate_schemas("sqlite", &text);
+    let d = kind(&docs, "Deployment").expect("a Deployment");
+    assert_eq!(d["spec"]["replicas"], Value::from(1));
+    assert_eq!(d["spec"]["strategy"]["type"], Value::from("Recreate"));
+    check_container(d);
+    assert!(kind(&docs, "PodDisruptionBudget").is_none());
+    let env = d["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .unwrap();
+    assert!(env
+        .iter()
+        .all(|e| e["name"].as_str() != Some("HOARD_DATABASE_URL")));
+    let claim = kind(&docs, "PersistentVolumeClaim").expect("a PersistentVolumeClaim");
+    let volumes = d["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .unwrap();
+    let data = volumes
+        .iter()
+        .find(|v| v["name"].as_str() == Some("data"))
+        .unwrap();
+    assert_eq!(
+        data["persistentVolumeClaim"]["claimName"],
+        claim["metadata"]["name"]
+    );
+    assert!(data["emptyDir"].is_null());
+    let printed = config_checks(&docs, &[]);
+    assert!(
+        printed.contains("data_dir = \"/var/lib/hoard\""),
+        "{printed}"
+    );
+}
+
+#[test]
+fn runner_image_patches_the_worker_and_points_jobs_at_hoard() {
+    let text = std::fs::read_to_string(repo().join("deploy/runner/Dockerfile")).unwrap();
+    assert!(text.contains("hoard runner patch"), "{text}");
+    assert!(text.contains("--check"), "{text}");
+    for var in [
+        "ACTIONS_RESULTS_URL",
+        "ACTIONS_CACHE_URL",
+        "ACTIONS_CACHE_SERVICE_V2",
+    ] {
+        assert!(text.contains(var), "{var}");
+    }
+    let user = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("USER "))
+        .next_back()
+        .expect("a USER instruction");
+    assert_eq!(user.trim(), "runner", "jobs run as the runner user");
 }

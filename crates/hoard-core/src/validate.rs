@@ -11,8 +11,15 @@ pub const MAX_KEYS_PER_LOOKUP: usize = 10;
 /// hundreds would make every lookup search them all.
 pub const MAX_SCOPES_PER_CALLER: usize = 16;
 
-/// Refuses a caller whose token names more readable scopes than hoard searches.
+/// Refuses a caller whose token names no readable scope (in the words the
+/// toolkit reads as a policy denial, not a failure: `cache read denied:`) or
+/// more than hoard searches.
 pub fn scopes(read_scopes: &[String]) -> Result<(), CoreError> {
+    if read_scopes.is_empty() {
+        return Err(CoreError::PermissionDenied(
+            "cache read denied: the token grants no readable scope".into(),
+        ));
+    }
     if read_scopes.len() > MAX_SCOPES_PER_CALLER {
         return Err(CoreError::InvalidArgument(format!(
             "the token names {} readable scopes; at most {MAX_SCOPES_PER_CALLER} are searched",

@@ -12,6 +12,7 @@ pub mod passthrough;
 mod twirp;
 mod urls;
 mod v1;
+pub mod whoami;
 
 use auth::Authenticator;
 use axum::routing::{any, get};
@@ -58,6 +59,8 @@ pub fn router(state: AppState) -> Router {
         .route("/t/{token}/twirp/{*path}", any(twirp::handle_tenant))
         .route(blob::ROUTE, any(blob::handle))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(whoami::PATH, get(whoami::handle))
+        .route("/t/{token}/_hoard/whoami", get(whoami::handle_tenant))
         // The v1 API lives under whatever path its base URL has; any other
         // path goes to the results upstream.
         .fallback(v1::handle)

@@ -4,6 +4,7 @@ mod config;
 mod gc;
 mod healthcheck;
 mod redact;
+mod runner;
 mod serve;
 mod verify;
 
@@ -64,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         action: AuthAction,
     },
+    /// Send a runner's jobs through hoard and prove it (docs/runner-setup.md).
+    Runner {
+        #[command(subcommand)]
+        action: RunnerAction,
+    },
     /// Exit 0 when the server at --url (default: the configured listen address)
     /// answers its health check; for container health checks.
     Healthcheck {
@@ -82,6 +88,39 @@ enum ConfigAction {
         /// TOML configuration file
         #[arg(long, env = "HOARD_CONFIG")]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RunnerAction {
+    /// Let the runner's environment (.env) set ACTIONS_RESULTS_URL and
+    /// ACTIONS_CACHE_URL for its steps. Keeps a backup; running it again
+    /// changes nothing.
+    Patch {
+        /// The runner's directory (with config.sh, run.sh and bin/)
+        runner_dir: PathBuf,
+        /// Only report: exit 0 patched, 1 not patched, 2 unknown layout
+        #[arg(long, conflicts_with = "revert")]
+        check: bool,
+        /// Undo the patch
+        #[arg(long)]
+        revert: bool,
+    },
+    /// Print the runner .env lines that point its jobs at hoard.
+    Env {
+        /// hoard's URL as runners reach it [default: the configured public_url]
+        #[arg(long)]
+        url: Option<String>,
+        /// TOML configuration file
+        #[arg(long, env = "HOARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Run as a job step: report where this job's cache goes and what hoard
+    /// makes of its token. Exit 0 when it goes through hoard.
+    Check {
+        /// Ask this URL instead of the one the cache client would use
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -201,6 +240,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Runner { action } => run_runner(action),
         Command::Healthcheck { url, config } => {
             let config = config::Config::load(config.as_deref())?;
             healthcheck::run(url.as_deref(), &config.listen)
@@ -231,6 +271,66 @@ fn main() -> Result<()> {
                 .max_blocking_threads(32)
                 .build()?
                 .block_on(serve::run(config))
+        }
+    }
+}
+
+fn run_runner(action: RunnerAction) -> Result<()> {
+    match action {
+        RunnerAction::Patch {
+            runner_dir,
+            check: true,
+            ..
+        } => {
+            let (line, code) = match runner::patch::check(&runner_dir) {
+                runner::patch::State::Patched => ("patched".to_string(), 0),
+                runner::patch::State::Unpatched => ("not patched".to_string(), 1),
+                runner::patch::State::Unknown(why) => (format!("unknown runner layout: {why}"), 2),
+            };
+            println!("{line}");
+            std::process::exit(code);
+        }
+        RunnerAction::Patch {
+            runner_dir, revert, ..
+        } => {
+            let done = if revert {
+                runner::patch::revert(&runner_dir)
+            } else {
+                runner::patch::patch(&runner_dir)
+            };
+            match done {
+                Ok(what) => {
+                    println!("{what}");
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::exit(2);
+                }
+            }
+        }
+        RunnerAction::Env { url, config } => {
+            let config = config::Config::load(config.as_deref())?;
+            let url = url
+                .or_else(|| (!config.public_url.is_empty()).then(|| config.public_url.clone()))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "say --url http://<hoard as runners reach it>:8080 (or set public_url)"
+                    )
+                })?;
+            print!("{}", runner::env_lines(&url)?);
+            Ok(())
+        }
+        RunnerAction::Check { url } => {
+            let env = runner::check::JobEnv::from_process();
+            let ok = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(runner::check::run(&env, url.as_deref()))?;
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
         }
     }
 }

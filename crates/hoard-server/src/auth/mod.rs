@@ -58,6 +58,16 @@ impl Authenticator {
         Authenticator::new(None, None)
     }
 
+    /// The mode's name, as `auth.mode` spells it.
+    pub fn mode_name(&self) -> &'static str {
+        match (&self.tenants, &self.jwt) {
+            (None, None) => "trusted-network",
+            (Some(_), None) => "tenant-token",
+            (None, Some(_)) => "github-jwt",
+            (Some(_), Some(_)) => "tenant-token+github-jwt",
+        }
+    }
+
     pub fn is_trusted_network(&self) -> bool {
         self.tenants.is_none() && self.jwt.is_none()
     }
