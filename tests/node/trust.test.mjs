@@ -305,14 +305,17 @@ test('github-jwt: a token without a readable scope is denied reads in the words 
   assert.match(skipped.out, /Cache save skipped/);
 });
 
+// `hoard runner check` as a job step runs it, with the job's token and URL.
+// Asynchronously: the JWKS server it may need lives in this process.
+const runnerCheck = (token, url) =>
+  new Promise((resolve) => {
+    const env = { PATH: process.env.PATH, ACTIONS_RESULTS_URL: url, ACTIONS_CACHE_SERVICE_V2: 'true', ACTIONS_RUNTIME_TOKEN: token, HOARD_LOG: 'warn' };
+    execFile(hoardBin(), ['runner', 'check'], { env }, (error, stdout, stderr) =>
+      resolve({ status: error ? error.code : 0, stdout, stderr }));
+  });
+
 test('github-jwt: `hoard runner check` in a job reports the verified namespace and scopes', async () => {
-  // Asynchronously: the JWKS server it may need lives in this process.
-  const run = (token, url = `${verified.url}/`) =>
-    new Promise((resolve) => {
-      const env = { PATH: process.env.PATH, ACTIONS_RESULTS_URL: url, ACTIONS_CACHE_SERVICE_V2: 'true', ACTIONS_RUNTIME_TOKEN: token, HOARD_LOG: 'warn' };
-      execFile(hoardBin(), ['runner', 'check'], { env }, (error, stdout, stderr) =>
-        resolve({ status: error ? error.code : 0, stdout, stderr }));
-    });
+  const run = (token, url = `${verified.url}/`) => runnerCheck(token, url);
   const branch = await run(repoToken('1004', ['refs/heads/feature', 3], ['refs/heads/main', 1]));
   assert.equal(branch.status, 0, branch.stdout + branch.stderr);
   assert.match(branch.stdout, /auth mode github-jwt/);
@@ -362,6 +365,15 @@ test('tenant-token+github-jwt: the tenant in the path, the repository from the v
   assert.equal((await call(null, 'LookupCacheEntry', { key: 'k', version: 'v' })).status, 401);
   assert.equal((await call(TOKEN_A, 'LookupCacheEntry', { key: 'k', version: 'v' }, {})).status, 401);
   assert.equal((await call(TOKEN_A, 'LookupCacheEntry', { key: 'k', version: 'v' }, bearer(TOKEN_A))).status, 401);
+  // The self-check sees the same: the tenant from the path, the repository from the token.
+  const checked = await runnerCheck(token, `${both.url}/t/${TOKEN_A}/`);
+  assert.equal(checked.status, 0, checked.stdout + checked.stderr);
+  assert.match(checked.stdout, /auth mode tenant-token\+github-jwt/);
+  assert.match(checked.stdout, /namespace: team-a\/1001/);
+  assert.ok(!checked.stdout.includes(TOKEN_A), checked.stdout);
+  const noTenant = await runnerCheck(token, `${both.url}/`);
+  assert.equal(noTenant.status, 1, noTenant.stdout);
+  assert.match(noTenant.stdout, /refused the job's token/);
 });
 
 test('no secret appears in any log', async () => {
