@@ -13,6 +13,7 @@ pub mod scrub;
 pub mod service;
 pub mod signing;
 pub mod store;
+pub mod tasks;
 pub mod validate;
 
 pub use error::CoreError;

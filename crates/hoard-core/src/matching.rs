@@ -1,4 +1,5 @@
-//! Which saved entry answers a lookup. The rule (protocol.md section 4), in order:
+//! Which saved entry answers a lookup. The rule GitHub documents for actions/cache
+//! (docs/architecture.md, Restore), in order:
 //! for each readable scope in the caller's order, for each key (the primary key, then
 //! the restore keys in order): an entry whose key equals it, else the newest entry
 //! whose key starts with it. Versions match exactly. The first hit wins.

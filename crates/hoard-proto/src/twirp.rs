@@ -10,6 +10,45 @@ use serde::{Deserialize, Serialize};
 /// The Twirp service path prefix of the cache service.
 pub const CACHE_SERVICE: &str = "github.actions.results.api.v1.CacheService";
 
+/// The cache service's methods, by the names their paths spell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    CreateCacheEntry,
+    FinalizeCacheEntryUpload,
+    GetCacheEntryDownloadUrl,
+    LookupCacheEntry,
+    DeleteCacheEntry,
+    ListCacheEntries,
+}
+
+impl Method {
+    pub const ALL: [Method; 6] = [
+        Method::CreateCacheEntry,
+        Method::FinalizeCacheEntryUpload,
+        Method::GetCacheEntryDownloadUrl,
+        Method::LookupCacheEntry,
+        Method::DeleteCacheEntry,
+        Method::ListCacheEntries,
+    ];
+
+    /// The method's name in the path (`.../CacheService/<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::CreateCacheEntry => "CreateCacheEntry",
+            Method::FinalizeCacheEntryUpload => "FinalizeCacheEntryUpload",
+            Method::GetCacheEntryDownloadUrl => "GetCacheEntryDownloadURL",
+            Method::LookupCacheEntry => "LookupCacheEntry",
+            Method::DeleteCacheEntry => "DeleteCacheEntry",
+            Method::ListCacheEntries => "ListCacheEntries",
+        }
+    }
+
+    /// The method a path's last segment names; exact, as Twirp routes.
+    pub fn parse(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
 /// How a Twirp request body was encoded; the answer uses the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -401,6 +440,16 @@ mod timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn methods_parse_from_their_exact_names() {
+        for m in Method::ALL {
+            assert_eq!(Method::parse(m.name()), Some(m));
+        }
+        assert_eq!(Method::parse("GetCacheEntryDownloadUrl"), None);
+        assert_eq!(Method::parse("createCacheEntry"), None);
+        assert_eq!(Method::parse(""), None);
+    }
 
     #[test]
     fn json_accepts_snake_and_camel_and_string_int64() {

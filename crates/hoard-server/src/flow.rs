@@ -170,15 +170,12 @@ const SMALL_BODY_DRAIN_BYTES: usize = 4 * 1024 * 1024;
 /// is a message for the client.
 pub async fn small_body(
     app: &crate::AppState,
-    request: axum::extract::Request,
+    body: axum::body::Body,
     max: usize,
 ) -> Result<bytes::Bytes, String> {
     use futures::TryStreamExt;
     let idle = app.in_flight.limits.body_idle_timeout;
-    let stream = request
-        .into_body()
-        .into_data_stream()
-        .map_err(std::io::Error::other);
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
     let mut body = idle_body(stream, idle);
     let mut buf = bytes::BytesMut::new();
     let mut seen = 0usize;

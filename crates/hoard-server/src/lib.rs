@@ -5,6 +5,7 @@ pub mod auth;
 mod blob;
 pub mod connections;
 pub mod flow;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod http_date;
 mod limits;

@@ -3,10 +3,11 @@
 
 use crate::{urls, AppState};
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, Method as HttpMethod, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hoard_core::{CoreError, Entry};
-use hoard_proto::twirp::{self as pb, Encoding, TwirpMessage, CACHE_SERVICE};
+use hoard_core::{Caller, CoreError, Entry};
+use hoard_proto::twirp::{self as pb, Encoding, Method, TwirpMessage, CACHE_SERVICE};
 use hoard_proto::twirp_error::{TwirpCode, TwirpError};
 
 /// Most entries ListCacheEntries answers with.
@@ -129,23 +130,9 @@ async fn respond(
     }
 }
 
-/// The request body, at most `max` bytes, in Twirp's words when it fails.
-async fn read_body(
-    app: &AppState,
-    request: Request,
-    max: usize,
-) -> Result<bytes::Bytes, TwirpError> {
-    crate::flow::small_body(app, request, max)
-        .await
-        .map_err(|e| TwirpError::new(TwirpCode::Malformed, e))
-}
-
-async fn dispatch(
-    app: &AppState,
-    path: &str,
-    path_token: Option<&str>,
-    request: Request,
-) -> Result<Response, TwirpError> {
+/// The method a request names, or why it names none: Twirp routes on the
+/// service, the method and POST before anything else.
+fn route(path: &str, http_method: &HttpMethod) -> Result<Method, TwirpError> {
     let Some((service, method)) = path.split_once('/') else {
         return Err(TwirpError::new(
             TwirpCode::BadRoute,
@@ -158,15 +145,59 @@ async fn dispatch(
             format!("unknown service {service}"),
         ));
     }
-    if request.method() != Method::POST {
+    if http_method != HttpMethod::POST {
         return Err(TwirpError::new(
             TwirpCode::BadRoute,
-            format!("Twirp methods take POST, not {}", request.method()),
+            format!("Twirp methods take POST, not {http_method}"),
         ));
     }
-    let headers = request.headers().clone();
-    let authority = request.uri().authority().map(|a| a.as_str().to_string());
-    let enc = headers
+    Method::parse(method).ok_or_else(|| {
+        TwirpError::new(
+            TwirpCode::BadRoute,
+            format!("unknown method {method} of {CACHE_SERVICE}"),
+        )
+    })
+}
+
+/// One authenticated call with its decoded-to-be body: what every method's
+/// handler is given.
+struct Call<'a> {
+    app: &'a AppState,
+    parts: &'a Parts,
+    caller: Caller,
+    enc: Encoding,
+    body: bytes::Bytes,
+}
+
+impl Call<'_> {
+    fn decode<T: TwirpMessage>(&self) -> Result<T, TwirpError> {
+        pb::decode(self.enc, &self.body)
+    }
+
+    fn reply<T: TwirpMessage>(&self, msg: &T) -> Result<Response, TwirpError> {
+        Ok(reply(self.enc, msg))
+    }
+
+    /// The base URL signed URLs start with.
+    fn base_url(&self) -> String {
+        urls::base_url(
+            self.app.public_url.as_deref(),
+            &self.parts.headers,
+            self.parts.uri.authority().map(|a| a.as_str()),
+        )
+    }
+}
+
+async fn dispatch(
+    app: &AppState,
+    path: &str,
+    path_token: Option<&str>,
+    request: Request,
+) -> Result<Response, TwirpError> {
+    let method = route(path, request.method())?;
+    let (parts, body) = request.into_parts();
+    let enc = parts
+        .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(Encoding::from_content_type)
@@ -179,136 +210,139 @@ async fn dispatch(
     // Who asks is settled before the body is read.
     let caller = app
         .auth
-        .caller(&headers, path_token)
+        .caller(&parts.headers, path_token)
         .await
         .map_err(|u| TwirpError::new(TwirpCode::Unauthenticated, u.0))?;
-    let max = app.limits.max_twirp_body_bytes;
-    let body = read_body(app, request, max).await?;
-    let svc = &app.service;
+    let body = crate::flow::small_body(app, body, app.limits.max_twirp_body_bytes)
+        .await
+        .map_err(|e| TwirpError::new(TwirpCode::Malformed, e))?;
+    let call = Call {
+        app,
+        parts: &parts,
+        caller,
+        enc,
+        body,
+    };
     match method {
-        "CreateCacheEntry" => {
-            let req: pb::CreateCacheEntryRequest = pb::decode(enc, &body)?;
-            // Every upload place of this replica is taken: the client comes
-            // back later instead of starting an upload that would be refused.
-            if app.in_flight.uploads_full() {
-                return Err(TwirpError::new(
-                    TwirpCode::ResourceExhausted,
-                    "too many uploads in progress on this server; retry shortly",
-                )
-                .with_meta(RETRY_AFTER, crate::flow::RETRY_AFTER_SECS.to_string()));
-            }
-            let signed = match svc.create(&caller, &req.key, &req.version).await {
-                Ok(signed) => signed,
-                // GitHub's answer to a read-only token, which the toolkit reports
-                // as a policy denial rather than a failure.
-                Err(CoreError::PermissionDenied(message)) => {
-                    return Ok(reply(
-                        enc,
-                        &pb::CreateCacheEntryResponse {
-                            ok: false,
-                            signed_upload_url: String::new(),
-                            message,
-                        },
-                    ))
-                }
-                Err(e) => return Err(twirp_error(e)),
-            };
-            let base = urls::base_url(app.public_url.as_deref(), &headers, authority.as_deref());
-            Ok(reply(
-                enc,
-                &pb::CreateCacheEntryResponse {
-                    ok: true,
-                    signed_upload_url: urls::signed_url(&base, &signed),
-                    message: String::new(),
-                },
-            ))
-        }
-        "FinalizeCacheEntryUpload" => {
-            let req: pb::FinalizeCacheEntryUploadRequest = pb::decode(enc, &body)?;
-            let id = svc
-                .finalize(&caller, &req.key, &req.version, req.size_bytes)
-                .await
-                .map_err(twirp_error)?;
-            Ok(reply(
-                enc,
-                &pb::FinalizeCacheEntryUploadResponse {
-                    ok: true,
-                    entry_id: id,
-                    message: String::new(),
-                },
-            ))
-        }
-        "GetCacheEntryDownloadURL" => {
-            let req: pb::GetCacheEntryDownloadUrlRequest = pb::decode(enc, &body)?;
-            let found = svc
-                .lookup(&caller, &req.key, &req.restore_keys, &req.version)
-                .await
-                .map_err(twirp_error)?;
-            // A miss is not an error: ok=false with HTTP 200.
-            let resp = match found {
-                Some(e) => {
-                    let url = match svc.direct_download_url(&e).await {
-                        Some(url) => url,
-                        None => {
-                            let base = urls::base_url(
-                                app.public_url.as_deref(),
-                                &headers,
-                                authority.as_deref(),
-                            );
-                            urls::signed_url(&base, &svc.download_ref(e.id))
-                        }
-                    };
-                    pb::GetCacheEntryDownloadUrlResponse {
-                        ok: true,
-                        signed_download_url: url,
-                        matched_key: e.key,
-                    }
-                }
-                None => pb::GetCacheEntryDownloadUrlResponse::default(),
-            };
-            Ok(reply(enc, &resp))
-        }
-        "LookupCacheEntry" => {
-            let req: pb::LookupCacheEntryRequest = pb::decode(enc, &body)?;
-            let found = svc
-                .lookup(&caller, &req.key, &req.restore_keys, &req.version)
-                .await
-                .map_err(twirp_error)?;
-            Ok(reply(
-                enc,
-                &pb::LookupCacheEntryResponse {
-                    exists: found.is_some(),
-                    entry: found.map(to_entry),
-                },
-            ))
-        }
-        "DeleteCacheEntry" => {
-            let req: pb::DeleteCacheEntryRequest = pb::decode(enc, &body)?;
-            let ids = svc.delete(&caller, &req.key).await.map_err(twirp_error)?;
-            Ok(reply(
-                enc,
-                &pb::DeleteCacheEntryResponse {
-                    ok: !ids.is_empty(),
-                    entry_id: ids.first().copied().unwrap_or(0),
-                },
-            ))
-        }
-        "ListCacheEntries" => {
-            let req: pb::ListCacheEntriesRequest = pb::decode(enc, &body)?;
-            let entries = svc
-                .list(&caller, &req.key, &req.restore_keys, LIST_LIMIT)
-                .await
-                .map_err(twirp_error)?;
-            Ok(reply(
-                enc,
-                &pb::ListCacheEntriesResponse {
-                    entries: entries.into_iter().map(to_entry).collect(),
-                },
-            ))
-        }
-        other => Err(TwirpError::new(
-            TwirpCode::BadRoute,
-            format!("unknown method {other} of {CACHE_SERVICE}"),
-        )),
+        Method::CreateCacheEntry => create(call).await,
+        Method::FinalizeCacheEntryUpload => finalize(call).await,
+        Method::GetCacheEntryDownloadUrl => download_url(call).await,
+        Method::LookupCacheEntry => lookup(call).await,
+        Method::DeleteCacheEntry => delete(call).await,
+        Method::ListCacheEntries => list(call).await,
     }
+}
+
+async fn create(call: Call<'_>) -> Result<Response, TwirpError> {
+    let req: pb::CreateCacheEntryRequest = call.decode()?;
+    // Every upload place of this replica is taken: the client comes back
+    // later instead of starting an upload that would be refused.
+    if call.app.in_flight.uploads_full() {
+        return Err(TwirpError::new(
+            TwirpCode::ResourceExhausted,
+            "too many uploads in progress on this server; retry shortly",
+        )
+        .with_meta(RETRY_AFTER, crate::flow::RETRY_AFTER_SECS.to_string()));
+    }
+    let signed = match call
+        .app
+        .service
+        .create(&call.caller, &req.key, &req.version)
+        .await
+    {
+        Ok(signed) => signed,
+        // GitHub's answer to a read-only token, which the toolkit reports as a
+        // policy denial rather than a failure.
+        Err(CoreError::PermissionDenied(message)) => {
+            return call.reply(&pb::CreateCacheEntryResponse {
+                ok: false,
+                signed_upload_url: String::new(),
+                message,
+            })
+        }
+        Err(e) => return Err(twirp_error(e)),
+    };
+    call.reply(&pb::CreateCacheEntryResponse {
+        ok: true,
+        signed_upload_url: urls::signed_url(&call.base_url(), &signed),
+        message: String::new(),
+    })
+}
+
+async fn finalize(call: Call<'_>) -> Result<Response, TwirpError> {
+    let req: pb::FinalizeCacheEntryUploadRequest = call.decode()?;
+    let id = call
+        .app
+        .service
+        .finalize(&call.caller, &req.key, &req.version, req.size_bytes)
+        .await
+        .map_err(twirp_error)?;
+    call.reply(&pb::FinalizeCacheEntryUploadResponse {
+        ok: true,
+        entry_id: id,
+        message: String::new(),
+    })
+}
+
+async fn download_url(call: Call<'_>) -> Result<Response, TwirpError> {
+    let req: pb::GetCacheEntryDownloadUrlRequest = call.decode()?;
+    let svc = &call.app.service;
+    let found = svc
+        .lookup(&call.caller, &req.key, &req.restore_keys, &req.version)
+        .await
+        .map_err(twirp_error)?;
+    // A miss is not an error: ok=false with HTTP 200.
+    let Some(e) = found else {
+        return call.reply(&pb::GetCacheEntryDownloadUrlResponse::default());
+    };
+    let url = match svc.direct_download_url(&e).await {
+        Some(url) => url,
+        None => urls::signed_url(&call.base_url(), &svc.download_ref(e.id)),
+    };
+    call.reply(&pb::GetCacheEntryDownloadUrlResponse {
+        ok: true,
+        signed_download_url: url,
+        matched_key: e.key,
+    })
+}
+
+async fn lookup(call: Call<'_>) -> Result<Response, TwirpError> {
+    let req: pb::LookupCacheEntryRequest = call.decode()?;
+    let found = call
+        .app
+        .service
+        .lookup(&call.caller, &req.key, &req.restore_keys, &req.version)
+        .await
+        .map_err(twirp_error)?;
+    call.reply(&pb::LookupCacheEntryResponse {
+        exists: found.is_some(),
+        entry: found.map(to_entry),
+    })
+}
+
+async fn delete(call: Call<'_>) -> Result<Response, TwirpError> {
+    let req: pb::DeleteCacheEntryRequest = call.decode()?;
+    let ids = call
+        .app
+        .service
+        .delete(&call.caller, &req.key)
+        .await
+        .map_err(twirp_error)?;
+    call.reply(&pb::DeleteCacheEntryResponse {
+        ok: !ids.is_empty(),
+        entry_id: ids.first().copied().unwrap_or(0),
+    })
+}
+
+async fn list(call: Call<'_>) -> Result<Response, TwirpError> {
+    let req: pb::ListCacheEntriesRequest = call.decode()?;
+    let entries = call
+        .app
+        .service
+        .list(&call.caller, &req.key, &req.restore_keys, LIST_LIMIT)
+        .await
+        .map_err(twirp_error)?;
+    call.reply(&pb::ListCacheEntriesResponse {
+        entries: entries.into_iter().map(to_entry).collect(),
+    })
 }

@@ -277,7 +277,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     app: &AppState,
     request: Request,
 ) -> Result<T, V1Error> {
-    let body = flow::small_body(app, request, app.limits.max_twirp_body_bytes)
+    let body = flow::small_body(app, request.into_body(), app.limits.max_twirp_body_bytes)
         .await
         .map_err(V1Error::bad_request)?;
     serde_json::from_slice(&body)

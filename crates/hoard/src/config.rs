@@ -805,6 +805,41 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// Every leaf key of a TOML table, dotted.
+    fn leaf_keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+        match value {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    leaf_keys(v, &format!("{prefix}{k}."), out);
+                }
+            }
+            _ => out.push(prefix.trim_end_matches('.').to_string()),
+        }
+    }
+
+    /// One source of truth for defaults: the shipped example file states every
+    /// key at the value the code uses, and configuration.md documents each.
+    #[test]
+    fn the_example_file_is_the_defaults_and_every_key_is_documented() {
+        let text = include_str!("../../../deploy/hoard.example.toml");
+        let example: toml::Value = toml::from_str(text).expect("the example parses");
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        let (mut in_example, mut in_code) = (Vec::new(), Vec::new());
+        leaf_keys(&example, "", &mut in_example);
+        leaf_keys(&defaults, "", &mut in_code);
+        assert_eq!(in_example, in_code, "the example names every key, no other");
+        assert_eq!(example, defaults, "the example states the defaults");
+        let parsed: Config = toml::from_str(text).unwrap();
+        parsed.validate().unwrap();
+        let docs = include_str!("../../../docs/configuration.md");
+        for key in in_code {
+            assert!(
+                docs.contains(&format!("`{key}`")) || docs.contains(&format!("`[[{key}]]`")),
+                "docs/configuration.md does not document {key}"
+            );
+        }
+    }
+
     #[test]
     fn passthrough_goes_to_github_unless_told_otherwise() {
         let c = Config::default();

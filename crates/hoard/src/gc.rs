@@ -40,36 +40,28 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
         None => hoard_core::now_millis(),
     };
     let (meta, service) = crate::serve::open_service(&config).await?;
-    // Batch by batch: a pass over a million entries never holds them all, and
-    // the real run removes each batch before reading the next.
     // A dry run only reads; a real one first gives the planner fresh numbers.
     if !options.dry_run {
         meta.refresh_statistics().await?;
     }
-    let mut pass = service
+    let pass = service
         .eviction_pass(options.namespace.as_deref(), now)
         .await?;
     println!("namespace\tscope\tkey\tsize\tlast_access\treason");
-    let (mut entries, mut bytes) = (0usize, 0u64);
-    while let Some(batch) = pass.next_chunk(hoard_core::service::EVICT_CHUNK).await? {
-        let batch = if options.dry_run {
-            batch
-        } else {
-            service.evict(&batch).await?
-        };
-        for (c, r) in &batch {
-            println!("{}", line(c, *r));
-            entries += 1;
-            bytes += c.size;
-        }
-    }
-    drop(pass);
+    let done = service
+        .run_pass(pass, None, options.dry_run, |c, r| {
+            println!("{}", line(c, r))
+        })
+        .await?;
     let verb = if options.dry_run {
         "would remove"
     } else {
         "removed"
     };
-    println!("total: {verb} {entries} entries, {bytes} bytes");
+    println!(
+        "total: {verb} {} entries, {} bytes",
+        done.entries, done.bytes
+    );
     // Uploads and orphaned objects belong to the store, not to one namespace.
     if options.namespace.is_none() {
         housekeeping(&config, &service, options.dry_run).await?;

@@ -4,6 +4,7 @@
 use crate::config::Config;
 use anyhow::{Context, Result};
 use hoard_core::signing::UrlSigner;
+use hoard_core::tasks::{Schedule, Tasks};
 use hoard_core::validate::NameLimits;
 use hoard_core::{CacheService, ServiceConfig};
 use hoard_db::{PoolConfig, SqlStore};
@@ -184,46 +185,6 @@ fn authenticator(config: &Config) -> Result<Authenticator> {
     Ok(auth)
 }
 
-/// The background scrub: one replica at a time (a lease, renewed after each
-/// entry) re-reads every entry at `rate` bytes per second, drops bad ones, and
-/// pauses between passes.
-async fn scrub_forever(service: Arc<CacheService>, rate: u64, pause: Duration) {
-    const LEASE_MS: i64 = 10 * 60 * 1000;
-    let holder = uuid::Uuid::new_v4().to_string();
-    loop {
-        if service
-            .take_lease("scrub", &holder, LEASE_MS)
-            .await
-            .unwrap_or(false)
-        {
-            let mut pass = service.verify_entries(None, true, Some(rate));
-            let (mut checked, mut bad) = (0usize, 0usize);
-            loop {
-                match pass.next().await {
-                    Ok(Some(c)) => {
-                        checked += 1;
-                        bad += usize::from(c.fault.is_some());
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "scrub pass stopped");
-                        break;
-                    }
-                }
-                if !service
-                    .take_lease("scrub", &holder, LEASE_MS)
-                    .await
-                    .unwrap_or(false)
-                {
-                    break;
-                }
-            }
-            tracing::info!(checked, dropped = bad, "scrub pass");
-        }
-        tokio::time::sleep(pause).await;
-    }
-}
-
 pub async fn run(config: Config) -> Result<()> {
     let auth = Arc::new(authenticator(&config)?);
     let (meta, service) = open_service(&config).await?;
@@ -241,76 +202,24 @@ pub async fn run(config: Config) -> Result<()> {
         "hoard listening on {addr}; runner environment: ACTIONS_RESULTS_URL={base} ACTIONS_CACHE_URL={base} ACTIONS_CACHE_SERVICE_V2=true"
     );
 
-    let background = {
-        let service = service.clone();
-        let reclaim_every = Duration::from_secs(config.uploads.reclaim_interval_secs);
-        let sweep_every = Duration::from_secs(config.storage.orphan_sweep_interval_secs);
-        // The evictor: every replica ticks, the lease holder works; it renews the
-        // lease each tick, and the lease outlasts a few missed ticks. Saves that
-        // put a namespace over its budget get a pass of their own at once.
-        // Interval 0 turns the evictor off, both ways (`hoard gc` only).
-        let evict_secs = config.eviction.interval_secs;
-        let evict_every = Duration::from_secs(evict_secs.max(1));
-        let lease_ms = (evict_secs as i64 * 3000).max(5000);
-        let holder = uuid::Uuid::new_v4().to_string();
-        let orphan_grace = config.storage.orphan_grace_secs;
-        tokio::spawn(async move {
-            let mut flush = tokio::time::interval(Duration::from_secs(5));
-            let mut reclaim = tokio::time::interval(reclaim_every);
-            let mut sweep = tokio::time::interval(sweep_every);
-            let mut evict = tokio::time::interval(evict_every);
-            loop {
-                tokio::select! {
-                    _ = flush.tick() => {
-                        if let Err(e) = service.flush_accesses().await {
-                            tracing::warn!(error = %e, "could not record last-access times");
-                        }
-                    }
-                    _ = reclaim.tick() => {
-                        if let Err(e) = service.reclaim_stale_uploads().await {
-                            tracing::warn!(error = %e, "could not reclaim abandoned uploads");
-                        }
-                        if let Err(e) = service.delete_doomed_objects().await {
-                            tracing::warn!(error = %e, "could not delete the objects of deleted entries");
-                        }
-                    }
-                    _ = evict.tick(), if evict_secs > 0 => {
-                        match service.evict_if_leader(&holder, lease_ms).await {
-                            Ok(Some(done)) if done.entries > 0 => {
-                                tracing::info!(removed = done.entries, bytes = done.bytes, "eviction pass");
-                            }
-                            Ok(_) => {}
-                            Err(e) => tracing::warn!(error = %e, "eviction pass failed"),
-                        }
-                    }
-                    _ = service.pressure(), if evict_secs > 0 => {
-                        match service.relieve_pressure(&holder, lease_ms).await {
-                            Ok(done) if done.entries > 0 => {
-                                tracing::info!(removed = done.entries, bytes = done.bytes, "eviction on pressure");
-                            }
-                            Ok(_) => {}
-                            Err(e) => tracing::warn!(error = %e, "eviction on pressure failed"),
-                        }
-                    }
-                    _ = sweep.tick() => {
-                        match service.sweep_orphans(orphan_grace, false).await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::info!(objects = n, "deleted orphaned objects"),
-                            Err(e) => tracing::warn!(error = %e, "could not sweep orphaned objects"),
-                        }
-                    }
-                }
-            }
-        })
-    };
-
-    let scrub = (config.storage.scrub_bytes_per_sec > 0).then(|| {
-        tokio::spawn(scrub_forever(
-            service.clone(),
-            config.storage.scrub_bytes_per_sec,
-            Duration::from_secs(config.storage.scrub_pause_secs.max(1)),
-        ))
-    });
+    let tasks = Tasks::start(
+        service.clone(),
+        Schedule {
+            flush_every: Duration::from_secs(5),
+            reclaim_every: Duration::from_secs(config.uploads.reclaim_interval_secs),
+            sweep_every: Duration::from_secs(config.storage.orphan_sweep_interval_secs),
+            orphan_grace_secs: config.storage.orphan_grace_secs,
+            // Interval 0 turns the evictor off, both ways (`hoard gc` only).
+            evict_every: (config.eviction.interval_secs > 0)
+                .then(|| Duration::from_secs(config.eviction.interval_secs)),
+            scrub: (config.storage.scrub_bytes_per_sec > 0).then(|| {
+                (
+                    config.storage.scrub_bytes_per_sec,
+                    Duration::from_secs(config.storage.scrub_pause_secs.max(1)),
+                )
+            }),
+        },
+    );
 
     let l = &config.limits;
     let upstream = match config.passthrough.upstream.as_str() {
@@ -353,10 +262,7 @@ pub async fn run(config: Config) -> Result<()> {
         tracing::warn!(connections = left_open, "stopped with requests unfinished");
     }
 
-    background.abort();
-    if let Some(scrub) = scrub {
-        scrub.abort();
-    }
+    tasks.stop(Duration::from_secs(5)).await;
     if let Err(e) = service.flush_accesses().await {
         tracing::warn!(error = %e, "could not record last-access times at shutdown");
     }
