@@ -56,12 +56,13 @@ pub struct NamespaceLimits {
 }
 
 impl Default for NamespaceLimits {
-    /// GitHub's: 10 GiB per repository, entries unused for 7 days expire.
+    /// GitHub's: 10 GiB per repository and per entry, entries unused for 7
+    /// days expire. The configuration's defaults are these.
     fn default() -> Self {
         NamespaceLimits {
             budget_bytes: Some(10 << 30),
             retention_ms: Some(7 * 24 * 3600 * 1000),
-            max_entry_bytes: None,
+            max_entry_bytes: Some(10 << 30),
             protected: Vec::new(),
         }
     }

@@ -198,7 +198,7 @@ impl Default for Limits {
         Limits {
             max_key_chars: names.key_chars,
             max_version_chars: names.version_chars,
-            max_blocks: 50_000,
+            max_blocks: hoard_core::ServiceConfig::default().max_blocks,
             max_header_bytes: http.max_header_bytes,
             max_twirp_body_bytes: http.max_twirp_body_bytes,
             max_open_uploads: 0,
@@ -264,11 +264,13 @@ pub struct ScopeRule {
 
 impl Default for Eviction {
     fn default() -> Self {
+        // The policy's own defaults, in the configuration's units (0: none).
+        let limits = hoard_core::policy::NamespaceLimits::default();
         Eviction {
             interval_secs: 600,
-            namespace_budget_bytes: 10 * 1024 * 1024 * 1024,
-            retention_days: 7,
-            max_entry_bytes: 10 * 1024 * 1024 * 1024,
+            namespace_budget_bytes: limits.budget_bytes.unwrap_or(0),
+            retention_days: limits.retention_ms.map_or(0, |ms| (ms / DAY_MS) as u64),
+            max_entry_bytes: limits.max_entry_bytes.unwrap_or(0),
             global_budget_bytes: 0,
             high_watermark: 0.9,
             low_watermark: 0.8,
@@ -456,20 +458,22 @@ impl Default for Storage {
 
 impl Default for Uploads {
     fn default() -> Self {
+        let core = hoard_core::ServiceConfig::default();
         Uploads {
-            pending_timeout_secs: 3600,
+            pending_timeout_secs: core.pending_timeout_secs,
             reclaim_interval_secs: 60,
-            url_ttl_secs: 3600,
-            max_block_bytes: 4000 * 1024 * 1024,
+            url_ttl_secs: core.upload_url_ttl_secs,
+            max_block_bytes: core.max_block_bytes,
         }
     }
 }
 
 impl Default for Downloads {
     fn default() -> Self {
+        let core = hoard_core::ServiceConfig::default();
         Downloads {
-            url_ttl_secs: 600,
-            delete_grace_secs: 900,
+            url_ttl_secs: core.download_url_ttl_secs,
+            delete_grace_secs: core.delete_grace_secs,
         }
     }
 }
@@ -761,17 +765,13 @@ impl Config {
         }
         let mut names = std::collections::HashSet::new();
         for t in &self.auth.tenants {
-            // Names become namespaces, `<tenant>/<repository>` with github-jwt:
-            // no `/`, so two tenants' namespaces can never coincide.
-            let plain = t
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            if t.name.is_empty() || !plain || !names.insert(t.name.as_str()) {
-                bail!("auth.tenants need distinct names of letters, digits, '.', '_' and '-'");
-            }
-            hoard_server::auth::tenant::TokenHash::parse(&t.token_hash)
+            let token = hoard_server::auth::tenant::TokenHash::parse(&t.token_hash)
                 .map_err(|e| anyhow::anyhow!("tenant {:?}: {e}", t.name))?;
+            hoard_server::auth::tenant::Tenant::new(&t.name, token)
+                .map_err(|e| anyhow::anyhow!("auth.tenants: {e}"))?;
+            if !names.insert(t.name.as_str()) {
+                bail!("auth.tenants: two tenants are named {:?}", t.name);
+            }
         }
         if modes.github_jwt && self.auth.github.issuer.is_empty() {
             bail!("auth.github.issuer must be set for github-jwt");

@@ -141,11 +141,9 @@ fn authenticator(config: &Config) -> Result<Authenticator> {
     let tenants = if modes.tenant_token {
         let mut out = Vec::new();
         for t in &config.auth.tenants {
-            out.push(Tenant {
-                name: t.name.clone(),
-                token: TokenHash::parse(&t.token_hash)
-                    .map_err(|e| anyhow::anyhow!("tenant {:?}: {e}", t.name))?,
-            });
+            let token = TokenHash::parse(&t.token_hash)
+                .map_err(|e| anyhow::anyhow!("tenant {:?}: {e}", t.name))?;
+            out.push(Tenant::new(&t.name, token).map_err(anyhow::Error::msg)?);
         }
         Some(out)
     } else {

@@ -113,7 +113,7 @@ impl Authenticator {
                     bearer.ok_or(Unauthenticated("a runtime token (bearer) is required"))?;
                 let v = verifier.verify(token).await.map_err(Unauthenticated)?;
                 let namespace = match tenant {
-                    Some(t) => format!("{}/{}", t.name, v.namespace),
+                    Some(t) => format!("{}/{}", t.name(), v.namespace),
                     None => v.namespace,
                 };
                 Ok(Caller {
@@ -124,7 +124,7 @@ impl Authenticator {
             }
             None => {
                 let tenant = self.tenant(path_token.or(bearer))?;
-                let namespace = tenant.map_or(DEFAULT_NAMESPACE, |t| t.name.as_str());
+                let namespace = tenant.map_or(DEFAULT_NAMESPACE, |t| t.name());
                 // Within one namespace the token's own scopes are trusted as
                 // given: a job can only reach its own namespace's branches.
                 let scopes = bearer.and_then(scopes::unverified);
@@ -170,14 +170,8 @@ mod tests {
     async fn tenants_by_path_or_bearer() {
         let a = Authenticator::new(
             Some(vec![
-                Tenant {
-                    name: "team-a".into(),
-                    token: TokenHash::new("hoard_a"),
-                },
-                Tenant {
-                    name: "team-b".into(),
-                    token: TokenHash::new("hoard_b"),
-                },
+                Tenant::new("team-a", TokenHash::new("hoard_a")).unwrap(),
+                Tenant::new("team-b", TokenHash::new("hoard_b")).unwrap(),
             ]),
             None,
         );

@@ -85,13 +85,47 @@ pub fn new_token() -> String {
 /// and its token's hash.
 #[derive(Debug, Clone)]
 pub struct Tenant {
-    pub name: String,
+    name: String,
     pub token: TokenHash,
+}
+
+impl Tenant {
+    /// A tenant named `name`: letters, digits, `.`, `_` and `-` only. Names
+    /// become namespaces (`<tenant>/<repository>` with github-jwt), so without
+    /// a `/` two tenants' namespaces can never coincide.
+    pub fn new(name: &str, token: TokenHash) -> Result<Tenant, String> {
+        let plain = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if name.is_empty() || !plain {
+            return Err(format!(
+                "tenant name {name:?}: use letters, digits, '.', '_' and '-' only"
+            ));
+        }
+        Ok(Tenant {
+            name: name.to_string(),
+            token,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenant_names_are_plain() {
+        for ok in ["team-a", "Team_1.prod"] {
+            assert_eq!(Tenant::new(ok, TokenHash::new("t")).unwrap().name(), ok);
+        }
+        for bad in ["", "a/b", "a b", "ä", "../x/y"] {
+            assert!(Tenant::new(bad, TokenHash::new("t")).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn hash_round_trip() {
