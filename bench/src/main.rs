@@ -7,6 +7,9 @@
 //! object_store put/get of it to the same S3 server. Then lookups per second and
 //! latency at 64 concurrent clients over 100,000 entries on each database. Then
 //! eviction passes over a million entries (eviction.rs).
+//!
+//! Long because a benchmark is a script read top to bottom: setup, each step
+//! next to its reference, the report.
 
 mod eviction;
 

@@ -2,6 +2,10 @@
 //! PostgreSQL server (many replicas). One implementation over sqlx's Any driver;
 //! the few places the engines differ ask [`Dialect`].
 //!
+//! One long file on purpose: every statement of the store sits here next to the
+//! others that touch the same tables, so a schema change is reviewed against all
+//! of its queries at once.
+//!
 //! Statements use numbered placeholders (`$1`), which both engines accept. sqlx's
 //! QueryBuilder writes `?` for the Any driver, so multi-row statements are built
 //! with [`values`] instead.

@@ -1,5 +1,7 @@
 //! The metadata store against the matching table and the upload life cycle, on
 //! SQLite and on PostgreSQL (a throwaway database per test).
+//!
+//! One file: the same contract runs against both engines, test by test.
 
 use hoard_core::matching::{find_match, table, InNamespace};
 use hoard_core::model::{EntryState, StoredObject};

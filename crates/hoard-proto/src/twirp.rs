@@ -3,6 +3,9 @@
 //! One struct serves protobuf (prost field numbers) and JSON (serde): JSON uses the
 //! proto field names, also accepts lowerCamelCase, reads int64 as string or number and
 //! writes it as a string, as protobuf-JSON does. Unknown fields are ignored.
+//!
+//! Long because it is the service's whole message set; each message is short and
+//! they are read side by side.
 
 use crate::twirp_error::{TwirpCode, TwirpError};
 use serde::{Deserialize, Serialize};
