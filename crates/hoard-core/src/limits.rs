@@ -1,89 +1,81 @@
-//! Per-namespace upload rate: a token bucket per namespace, held by each replica.
-//! GitHub allows 200 uploads a minute per repository; hoard's limit is off unless
-//! configured. With several replicas each applies the rate on its own (a fleet
-//! behind one load balancer sees up to replicas x rate).
+//! Per-namespace upload rate: a token bucket per namespace (governor's GCRA),
+//! held by each replica. GitHub allows 200 uploads a minute per repository;
+//! hoard's limit is off unless configured. With several replicas each applies
+//! the rate on its own (a fleet behind one load balancer sees up to replicas x
+//! rate).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use std::num::NonZeroU32;
 
-/// Buckets kept before full (idle) ones are dropped.
+/// Namespaces remembered before idle (full) ones are forgotten.
 const PRUNE_ABOVE: usize = 10_000;
 
-pub struct UploadRate {
-    per_minute: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
-}
-
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
+pub struct UploadRate<C: Clock = DefaultClock> {
+    limiter: RateLimiter<String, DefaultKeyedStateStore<String>, C, NoOpMiddleware<C::Instant>>,
+    clock: C,
 }
 
 impl UploadRate {
     /// A namespace may start `per_minute` uploads in a burst, then one every
     /// 60 / `per_minute` seconds.
     pub fn new(per_minute: u32) -> UploadRate {
+        UploadRate::with_clock(per_minute, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> UploadRate<C> {
+    pub fn with_clock(per_minute: u32, clock: C) -> UploadRate<C> {
+        let n = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
         UploadRate {
-            per_minute: f64::from(per_minute.max(1)),
-            buckets: Mutex::new(HashMap::new()),
+            limiter: RateLimiter::dashmap_with_clock(Quota::per_minute(n), clock.clone()),
+            clock,
         }
     }
 
-    fn per_second(&self) -> f64 {
-        self.per_minute / 60.0
-    }
-
-    /// Takes one upload from the namespace's allowance at `now`, or answers the
-    /// whole seconds until one is free (at least 1).
-    pub fn take(&self, namespace: &str, now: Instant) -> Result<(), u64> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() > PRUNE_ABOVE {
-            let (cap, rate) = (self.per_minute, self.per_second());
-            buckets.retain(|_, b| {
-                b.tokens + now.saturating_duration_since(b.updated).as_secs_f64() * rate < cap
-            });
+    /// Takes one upload from the namespace's allowance, or answers the whole
+    /// seconds until one is free (at least 1).
+    pub fn take(&self, namespace: &str) -> Result<(), u64> {
+        if self.limiter.len() > PRUNE_ABOVE {
+            self.limiter.retain_recent();
         }
-        let bucket = buckets.entry(namespace.to_string()).or_insert(Bucket {
-            tokens: self.per_minute,
-            updated: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.per_second()).min(self.per_minute);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = (1.0 - bucket.tokens) / self.per_second();
-            Err((wait.ceil() as u64).max(1))
-        }
+        self.limiter
+            .check_key(&namespace.to_string())
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(self.clock.now());
+                wait.as_secs_f64().ceil().max(1.0) as u64
+            })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use governor::clock::FakeRelativeClock;
     use std::time::Duration;
 
     #[test]
     fn burst_then_refill_per_namespace() {
-        let r = UploadRate::new(3);
-        let t0 = Instant::now();
+        let clock = FakeRelativeClock::default();
+        let r = UploadRate::with_clock(3, clock.clone());
         for _ in 0..3 {
-            assert_eq!(r.take("a", t0), Ok(()));
+            assert_eq!(r.take("a"), Ok(()));
         }
         // One upload comes back every 20 s.
-        assert_eq!(r.take("a", t0), Err(20));
-        assert_eq!(r.take("b", t0), Ok(()));
-        assert_eq!(r.take("a", t0 + Duration::from_secs(15)), Err(5));
-        assert_eq!(r.take("a", t0 + Duration::from_secs(20)), Ok(()));
-        assert_eq!(r.take("a", t0 + Duration::from_secs(20)), Err(20));
+        assert_eq!(r.take("a"), Err(20));
+        assert_eq!(r.take("b"), Ok(()));
+        clock.advance(Duration::from_secs(15));
+        assert_eq!(r.take("a"), Err(5));
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(r.take("a"), Ok(()));
+        assert_eq!(r.take("a"), Err(20));
         // Idle for long: back to a full burst, not more.
-        let later = t0 + Duration::from_secs(3600);
+        clock.advance(Duration::from_secs(3600));
         for _ in 0..3 {
-            assert_eq!(r.take("a", later), Ok(()));
+            assert_eq!(r.take("a"), Ok(()));
         }
-        assert!(r.take("a", later).is_err());
+        assert!(r.take("a").is_err());
     }
 }

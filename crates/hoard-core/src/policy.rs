@@ -8,37 +8,55 @@
 //! expire and go only after every unprotected entry where a budget still needs
 //! room.
 
-/// A `*` (any run of characters, `/` included) and `?` (one character) pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Glob(String);
+/// A `*` (any run of characters, `/` included) and `?` (one character) pattern;
+/// every other character stands for itself (globset's classes, alternations and
+/// escapes are escaped away, since keys may contain `[`, `{` and `\\`).
+#[derive(Debug, Clone)]
+pub struct Glob {
+    pattern: String,
+    /// `None` only if globset refused the escaped pattern, which it has no
+    /// reason to: the pattern then matches itself alone.
+    matcher: Option<globset::GlobMatcher>,
+}
+
+impl PartialEq for Glob {
+    fn eq(&self, other: &Glob) -> bool {
+        self.pattern == other.pattern
+    }
+}
+
+impl Eq for Glob {}
 
 impl Glob {
     pub fn new(pattern: &str) -> Glob {
-        Glob(pattern.to_string())
+        let mut escaped = String::with_capacity(pattern.len() + 8);
+        for c in pattern.chars() {
+            // A run of stars is one star (globset gives `**` a meaning of its own).
+            if c == '*' && escaped.ends_with('*') && !escaped.ends_with("\\*") {
+                continue;
+            }
+            if matches!(c, '[' | ']' | '{' | '}' | '\\') {
+                escaped.push('\\');
+            }
+            escaped.push(c);
+        }
+        let matcher = globset::GlobBuilder::new(&escaped)
+            .literal_separator(false)
+            .backslash_escape(true)
+            .build()
+            .ok()
+            .map(|g| g.compile_matcher());
+        Glob {
+            pattern: pattern.to_string(),
+            matcher,
+        }
     }
 
     pub fn matches(&self, text: &str) -> bool {
-        let p: Vec<char> = self.0.chars().collect();
-        let t: Vec<char> = text.chars().collect();
-        // Iterative matching with one backtrack point for the last `*`.
-        let (mut pi, mut ti) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while ti < t.len() {
-            if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-                pi += 1;
-                ti += 1;
-            } else if pi < p.len() && p[pi] == '*' {
-                star = Some((pi, ti));
-                pi += 1;
-            } else if let Some((sp, st)) = star {
-                pi = sp + 1;
-                ti = st + 1;
-                star = Some((sp, st + 1));
-            } else {
-                return false;
-            }
+        match &self.matcher {
+            Some(m) => m.is_match(text),
+            None => text == self.pattern,
         }
-        p[pi..].iter().all(|c| *c == '*')
     }
 }
 
@@ -246,6 +264,13 @@ mod tests {
             ("*-deps", "linux-deps", true),
             ("", "", true),
             ("", "x", false),
+            // Only `*` and `?` are special; runs of stars are one star.
+            ("deps-[linux]-*", "deps-[linux]-x", true),
+            ("deps-[linux]-*", "deps-l-x", false),
+            ("{a,b}", "{a,b}", true),
+            ("{a,b}", "a", false),
+            ("a\\b*", "a\\bc", true),
+            ("a**b", "a/x/y/b", true),
         ];
         for (p, t, want) in cases {
             assert_eq!(Glob::new(p).matches(t), want, "{p} ~ {t}");

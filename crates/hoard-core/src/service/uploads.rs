@@ -24,14 +24,13 @@ impl CacheService {
             }
         }
         if let Some(rate) = &self.rate {
-            rate.take(namespace, std::time::Instant::now())
-                .map_err(|secs| CoreError::Exhausted {
-                    message: format!(
-                        "too many cache uploads in this namespace: at most {} per minute",
-                        self.config.uploads_per_minute.unwrap_or_default()
-                    ),
-                    retry_after_secs: secs,
-                })?;
+            rate.take(namespace).map_err(|secs| CoreError::Exhausted {
+                message: format!(
+                    "too many cache uploads in this namespace: at most {} per minute",
+                    self.config.uploads_per_minute.unwrap_or_default()
+                ),
+                retry_after_secs: secs,
+            })?;
         }
         Ok(())
     }
