@@ -41,7 +41,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 echo "== build"
-cargo build --locked -p hoard
+# Every target at once, with the feature set the test runs below use: the
+# binary the black-box tests start is this build's, and nothing is compiled
+# twice.
+cargo build --locked --workspace --all-targets
 export HOARD_BIN="$CARGO_TARGET_DIR/debug/hoard"
 
 echo "== Rust tests (unit, stores on SQLite and PostgreSQL, black-box on SQLite + directory)"
@@ -51,8 +54,10 @@ cargo nextest run --locked --workspace --no-fail-fast
 # ran above; the others run again on each other backend.
 for backend in pg-dir pg-s3; do
   echo "== Rust black-box tests on $backend"
-  HOARD_TEST_BACKEND=$backend cargo nextest run --locked -p hoard-e2e --no-fail-fast \
-    -E 'not binary(replicas) and not binary(faults) and not binary(deploy) and not binary(runner) and not binary(object_storage) and not binary(full_disk)'
+  # --workspace with a filter, not -p hoard-e2e: the same feature set as the run
+  # above, so nothing is compiled again.
+  HOARD_TEST_BACKEND=$backend cargo nextest run --locked --workspace --no-fail-fast \
+    -E 'package(hoard-e2e) and not binary(replicas) and not binary(faults) and not binary(deploy) and not binary(runner) and not binary(object_storage) and not binary(full_disk)'
 done
 
 for backend in sqlite-dir pg-dir pg-s3; do

@@ -2,11 +2,14 @@
 //! variables, then command-line flags. Every key is documented in
 //! docs/configuration.md.
 
+mod auth;
 mod checks;
 mod env;
 #[cfg(test)]
 mod tests;
 mod units;
+
+pub use auth::{Auth, TenantConfig};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -51,110 +54,6 @@ impl Default for Passthrough {
         Passthrough {
             upstream: "https://results-receiver.actions.githubusercontent.com/".into(),
             timeout_secs: 60,
-        }
-    }
-}
-
-/// Who may use which namespace (docs/security.md).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Auth {
-    /// `trusted-network`, `tenant-token`, `github-jwt` or
-    /// `tenant-token+github-jwt`.
-    pub mode: String,
-    pub tenants: Vec<TenantConfig>,
-    pub github: GithubJwt,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TenantConfig {
-    /// The tenant's namespace (with github-jwt: the prefix of its namespaces).
-    pub name: String,
-    /// `sha256:<salt hex>:<digest hex>`, from `hoard auth new-token`.
-    pub token_hash: String,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GithubJwt {
-    pub issuer: String,
-    /// Accepted `aud` values; empty: not checked.
-    pub audience: Vec<String>,
-    /// Where the signing keys are published; empty with public_key_files set:
-    /// only those keys.
-    pub jwks_url: String,
-    /// PEM public keys trusted besides (or instead of) the JWKS.
-    pub public_key_files: Vec<PathBuf>,
-    /// Clock skew allowed on exp and nbf.
-    #[serde(deserialize_with = "units::secs")]
-    pub leeway_secs: u64,
-    /// The claim naming the repository (the namespace).
-    pub namespace_claim: String,
-}
-
-impl Default for Auth {
-    fn default() -> Self {
-        Auth {
-            mode: "trusted-network".into(),
-            tenants: Vec::new(),
-            github: GithubJwt::default(),
-        }
-    }
-}
-
-impl Default for GithubJwt {
-    fn default() -> Self {
-        GithubJwt {
-            issuer: "https://token.actions.githubusercontent.com".into(),
-            audience: Vec::new(),
-            jwks_url: String::new(),
-            public_key_files: Vec::new(),
-            leeway_secs: 60,
-            namespace_claim: "repository_id".into(),
-        }
-    }
-}
-
-/// GitHub's key set, used when github-jwt has neither a JWKS URL nor key files.
-pub const GITHUB_JWKS_URL: &str = "https://token.actions.githubusercontent.com/.well-known/jwks";
-
-/// The auth modes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Modes {
-    pub tenant_token: bool,
-    pub github_jwt: bool,
-}
-
-impl Auth {
-    pub fn modes(&self) -> Result<Modes> {
-        let mut m = Modes {
-            tenant_token: false,
-            github_jwt: false,
-        };
-        let mode = self.mode.trim();
-        if mode == "trusted-network" {
-            return Ok(m);
-        }
-        for part in mode.split('+').map(str::trim) {
-            match part {
-                "tenant-token" => m.tenant_token = true,
-                "github-jwt" => m.github_jwt = true,
-                other => bail!(
-                    "auth.mode {other:?} is unknown: trusted-network, tenant-token, github-jwt or tenant-token+github-jwt"
-                ),
-            }
-        }
-        Ok(m)
-    }
-
-    /// The JWKS URL to fetch, if any.
-    pub fn jwks_url(&self) -> Option<String> {
-        let g = &self.github;
-        match (g.jwks_url.is_empty(), g.public_key_files.is_empty()) {
-            (false, _) => Some(g.jwks_url.clone()),
-            (true, true) => Some(GITHUB_JWKS_URL.into()),
-            (true, false) => None,
         }
     }
 }

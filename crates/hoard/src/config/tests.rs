@@ -1,5 +1,6 @@
 //! The configuration's defaults, file, environment and checks.
 
+use super::auth::{AuthMode, GITHUB_JWKS_URL};
 use super::env::{parse_bool, parse_tenants};
 use super::*;
 
@@ -167,4 +168,29 @@ fn durations_and_sizes_in_the_environment() {
     std::env::set_var("HOARD_STORAGE_UPLOAD_BUFFER_BYTES", "a lot");
     let err = Config::load(None).unwrap_err().to_string();
     assert!(err.contains("HOARD_STORAGE_UPLOAD_BUFFER_BYTES"), "{err}");
+}
+
+#[test]
+fn auth_modes_by_name_in_either_order() {
+    for (text, mode) in [
+        ("trusted-network", AuthMode::TrustedNetwork),
+        (" tenant-token ", AuthMode::TenantToken),
+        ("github-jwt", AuthMode::GithubJwt),
+        ("tenant-token+github-jwt", AuthMode::TenantTokenAndGithubJwt),
+        (
+            "github-jwt + tenant-token",
+            AuthMode::TenantTokenAndGithubJwt,
+        ),
+    ] {
+        assert_eq!(AuthMode::from(text), mode, "{text}");
+    }
+    assert_eq!(
+        AuthMode::from("open-sesame"),
+        AuthMode::Unknown("open-sesame".into())
+    );
+    // Printed (and written back) by its canonical name.
+    let c: Config = toml::from_str("[auth]\nmode = \"github-jwt+tenant-token\"\n").unwrap();
+    assert!(toml::to_string(&c)
+        .unwrap()
+        .contains("mode = \"tenant-token+github-jwt\""));
 }
