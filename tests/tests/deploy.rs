@@ -347,3 +347,17 @@ fn runner_image_patches_the_worker_and_points_jobs_at_hoard() {
         .expect("a USER instruction");
     assert_eq!(user.trim(), "runner", "jobs run as the runner user");
 }
+
+#[test]
+fn a_misspelt_variable_is_named_at_start() {
+    let server = Server::start_with(&[("HOARD_EVICTON_INTERVAL_SECS", "5")]);
+    let log = server.log();
+    assert!(
+        log.contains("HOARD_EVICTON_INTERVAL_SECS is not a hoard setting"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("HOARD_EVICTION_INTERVAL_SECS is not"),
+        "{log}"
+    );
+}

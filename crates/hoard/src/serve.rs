@@ -183,7 +183,27 @@ fn authenticator(config: &Config) -> Result<Authenticator> {
     Ok(auth)
 }
 
+/// What the start-up line tells an operator to give runners: the public URL,
+/// else the listen address when a runner could use it; an unspecified address
+/// (0.0.0.0, the container's default) is no URL for anyone, so a hint instead.
+fn runner_hint(public_url: &str, addr: std::net::SocketAddr) -> String {
+    let base = if !public_url.is_empty() {
+        format!("{}/", public_url.trim_end_matches('/'))
+    } else if addr.ip().is_unspecified() {
+        return format!(
+            "runners cannot use {addr}: set --public-url (HOARD_PUBLIC_URL) to the URL they reach, e.g. http://<this host>:{}, then `hoard runner env` prints their environment",
+            addr.port()
+        );
+    } else {
+        format!("http://{addr}/")
+    };
+    format!(
+        "runner environment: ACTIONS_RESULTS_URL={base} ACTIONS_CACHE_URL={base} ACTIONS_CACHE_SERVICE_V2=true, and each job's ACTIONS_RUNTIME_TOKEN (docs/runner-setup.md)"
+    )
+}
+
 pub async fn run(config: Config) -> Result<()> {
+    Config::warn_unknown_variables();
     let auth = Arc::new(authenticator(&config)?);
     let (meta, service) = open_service(&config).await?;
     auth.prepare().await;
@@ -191,13 +211,9 @@ pub async fn run(config: Config) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let base = if config.public_url.is_empty() {
-        format!("http://{addr}/")
-    } else {
-        format!("{}/", config.public_url.trim_end_matches('/'))
-    };
     tracing::info!(
-        "hoard listening on {addr}; runner environment: ACTIONS_RESULTS_URL={base} ACTIONS_CACHE_URL={base} ACTIONS_CACHE_SERVICE_V2=true"
+        "hoard listening on {addr}; {}",
+        runner_hint(&config.public_url, addr)
     );
 
     let tasks = Tasks::start(
@@ -267,4 +283,28 @@ pub async fn run(config: Config) -> Result<()> {
     meta.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runner_hint;
+
+    #[test]
+    fn the_start_up_line_never_offers_an_unspecified_address() {
+        let any = "0.0.0.0:8080".parse().unwrap();
+        let hint = runner_hint("", any);
+        assert!(hint.contains("set --public-url"), "{hint}");
+        assert!(
+            !hint.contains("ACTIONS_RESULTS_URL=http://0.0.0.0"),
+            "{hint}"
+        );
+        let hint = runner_hint("http://hoard.internal:8080", any);
+        assert!(
+            hint.contains("ACTIONS_RESULTS_URL=http://hoard.internal:8080/ "),
+            "{hint}"
+        );
+        let local = "127.0.0.1:8080".parse().unwrap();
+        assert!(runner_hint("", local).contains("ACTIONS_RESULTS_URL=http://127.0.0.1:8080/ "));
+        assert!(runner_hint("", local).contains("ACTIONS_RUNTIME_TOKEN"));
+    }
 }

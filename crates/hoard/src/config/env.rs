@@ -223,3 +223,80 @@ pub(super) fn parse_bool(name: &str, v: &str) -> Result<bool> {
         _ => bail!("{name}={v:?} is not true or false"),
     }
 }
+
+/// The configuration's variables, as `apply_env` reads them (a test keeps the
+/// two in step).
+pub(super) const CONFIG_VARIABLES: &[&str] = &[
+    "HOARD_AUTH_GITHUB_AUDIENCE",
+    "HOARD_AUTH_GITHUB_ISSUER",
+    "HOARD_AUTH_GITHUB_JWKS_URL",
+    "HOARD_AUTH_GITHUB_LEEWAY_SECS",
+    "HOARD_AUTH_GITHUB_NAMESPACE_CLAIM",
+    "HOARD_AUTH_GITHUB_PUBLIC_KEY_FILES",
+    "HOARD_AUTH_MODE",
+    "HOARD_AUTH_TENANTS",
+    "HOARD_DATABASE_ACQUIRE_TIMEOUT_SECS",
+    "HOARD_DATABASE_MAX_CONNECTIONS",
+    "HOARD_DATABASE_URL",
+    "HOARD_DATA_DIR",
+    "HOARD_DOWNLOADS_DELETE_GRACE_SECS",
+    "HOARD_DOWNLOADS_URL_TTL_SECS",
+    "HOARD_EVICTION_GLOBAL_BUDGET_BYTES",
+    "HOARD_EVICTION_INTERVAL_SECS",
+    "HOARD_EVICTION_MAX_ENTRY_BYTES",
+    "HOARD_EVICTION_NAMESPACE_BUDGET_BYTES",
+    "HOARD_EVICTION_RETENTION_DAYS",
+    "HOARD_LIMITS_BLOCK_LIST_BUFFER_BYTES",
+    "HOARD_LIMITS_BODY_IDLE_TIMEOUT_SECS",
+    "HOARD_LIMITS_DOWNLOADS_IN_FLIGHT",
+    "HOARD_LIMITS_HEADER_READ_TIMEOUT_SECS",
+    "HOARD_LIMITS_HTTP2_MAX_STREAMS",
+    "HOARD_LIMITS_MAX_BLOCKS",
+    "HOARD_LIMITS_MAX_HEADER_BYTES",
+    "HOARD_LIMITS_MAX_KEY_CHARS",
+    "HOARD_LIMITS_MAX_OPEN_UPLOADS",
+    "HOARD_LIMITS_MAX_TWIRP_BODY_BYTES",
+    "HOARD_LIMITS_MAX_VERSION_CHARS",
+    "HOARD_LIMITS_SHUTDOWN_GRACE_SECS",
+    "HOARD_LIMITS_UPLOADS_IN_FLIGHT",
+    "HOARD_LIMITS_UPLOADS_PER_MINUTE",
+    "HOARD_LIMITS_WRITE_IDLE_TIMEOUT_SECS",
+    "HOARD_LISTEN",
+    "HOARD_PASSTHROUGH_TIMEOUT_SECS",
+    "HOARD_PASSTHROUGH_UPSTREAM",
+    "HOARD_PUBLIC_URL",
+    "HOARD_SIGNING_SECRET",
+    "HOARD_STORAGE_ACCESS_KEY_ID",
+    "HOARD_STORAGE_DIRECT_DOWNLOAD",
+    "HOARD_STORAGE_ENDPOINT",
+    "HOARD_STORAGE_ORPHAN_GRACE_SECS",
+    "HOARD_STORAGE_ORPHAN_SWEEP_INTERVAL_SECS",
+    "HOARD_STORAGE_PART_SIZE_BYTES",
+    "HOARD_STORAGE_PATH_STYLE",
+    "HOARD_STORAGE_REGION",
+    "HOARD_STORAGE_SCRUB_BYTES_PER_SEC",
+    "HOARD_STORAGE_SCRUB_PAUSE_SECS",
+    "HOARD_STORAGE_SECRET_ACCESS_KEY",
+    "HOARD_STORAGE_UPLOAD_BUFFER_BYTES",
+    "HOARD_STORAGE_URL",
+    "HOARD_UPLOADS_MAX_BLOCK_BYTES",
+    "HOARD_UPLOADS_PENDING_TIMEOUT_SECS",
+    "HOARD_UPLOADS_RECLAIM_INTERVAL_SECS",
+    "HOARD_UPLOADS_URL_TTL_SECS",
+];
+
+/// Variables hoard reads that are not configuration keys.
+const OTHER_VARIABLES: [&str; 2] = ["HOARD_CONFIG", "HOARD_LOG"];
+
+/// `HOARD_*` names among `names` that hoard does not read: a misspelt setting
+/// would otherwise be ignored without a word.
+pub(super) fn unknown_variables(names: impl Iterator<Item = String>) -> Vec<String> {
+    let mut unknown: Vec<String> = names
+        .filter(|n| n.starts_with("HOARD_"))
+        .filter(|n| {
+            !CONFIG_VARIABLES.contains(&n.as_str()) && !OTHER_VARIABLES.contains(&n.as_str())
+        })
+        .collect();
+    unknown.sort();
+    unknown
+}

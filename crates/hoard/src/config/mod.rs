@@ -426,4 +426,13 @@ impl Config {
         config.apply_env()?;
         Ok(config)
     }
+
+    /// Warns of each `HOARD_*` variable in the environment that hoard does not
+    /// read (the server calls it at start; maintenance commands keep their
+    /// output to what they were asked).
+    pub fn warn_unknown_variables() {
+        for name in env::unknown_variables(std::env::vars().map(|(name, _)| name)) {
+            tracing::warn!("{name} is not a hoard setting and is ignored: check its spelling (docs/configuration.md)");
+        }
+    }
 }

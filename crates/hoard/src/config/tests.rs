@@ -1,7 +1,7 @@
 //! The configuration's defaults, file, environment and checks.
 
 use super::auth::{AuthMode, GITHUB_JWKS_URL};
-use super::env::{parse_bool, parse_tenants};
+use super::env::{parse_bool, parse_tenants, unknown_variables, CONFIG_VARIABLES};
 use super::*;
 
 /// Every leaf key of a TOML table, dotted.
@@ -193,4 +193,33 @@ fn auth_modes_by_name_in_either_order() {
     assert!(toml::to_string(&c)
         .unwrap()
         .contains("mode = \"tenant-token+github-jwt\""));
+}
+
+#[test]
+fn misspelt_variables_are_named() {
+    // The list is every variable apply_env reads, no more, no less.
+    let source = include_str!("env.rs");
+    let body = &source[..source.find("pub(super) const CONFIG_VARIABLES").unwrap()];
+    let mut read: Vec<&str> = body
+        .split('"')
+        .filter(|s| {
+            s.starts_with("HOARD_")
+                && s.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .collect();
+    read.sort_unstable();
+    read.dedup();
+    assert_eq!(read, CONFIG_VARIABLES);
+    let names = [
+        "HOARD_LISTEN",
+        "HOARD_LOG",
+        "HOARD_STORAGE_UR",
+        "PATH",
+        "HOARD_EVICTON_INTERVAL_SECS",
+    ];
+    assert_eq!(
+        unknown_variables(names.iter().map(|s| s.to_string())),
+        ["HOARD_EVICTON_INTERVAL_SECS", "HOARD_STORAGE_UR"]
+    );
 }
