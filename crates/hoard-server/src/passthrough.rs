@@ -87,11 +87,14 @@ impl Upstream {
         rest.split('/').next().unwrap_or(rest)
     }
 
-    /// Forwards `request` with its path and query as `path_and_query` (the
-    /// caller has taken off what was hoard's own, such as a tenant prefix).
-    pub async fn forward(&self, path_and_query: &str, request: Request) -> Response {
+    /// Forwards `request` to `path` upstream (the caller has taken off what was
+    /// hoard's own, such as a tenant prefix), with the request's query as sent.
+    pub async fn forward(&self, path: &str, request: Request) -> Response {
         let (parts, body) = request.into_parts();
-        let url = format!("{}{path_and_query}", self.base);
+        let url = match parts.uri.query() {
+            Some(q) => format!("{}{path}?{q}", self.base),
+            None => format!("{}{path}", self.base),
+        };
         let body = reqwest::Body::wrap_stream(body.into_data_stream());
         let sent = self
             .client

@@ -113,9 +113,7 @@ async fn respond(
     // upstream's, with the path as the upstream knows it: no tenant prefix.
     let service = path.split('/').next().unwrap_or("");
     if let (Some(upstream), false) = (&app.upstream, service == CACHE_SERVICE) {
-        let query = request.uri().query().map(|q| format!("?{q}"));
-        let target = format!("/twirp/{path}{}", query.unwrap_or_default());
-        return upstream.forward(&target, request).await;
+        return upstream.forward(&format!("/twirp/{path}"), request).await;
     }
     match dispatch(app, path, path_token, request).await {
         Ok(r) => r,
@@ -180,11 +178,7 @@ impl Call<'_> {
 
     /// The base URL signed URLs start with.
     fn base_url(&self) -> String {
-        urls::base_url(
-            self.app.public_url.as_deref(),
-            &self.parts.headers,
-            self.parts.uri.authority().map(|a| a.as_str()),
-        )
+        urls::request_base(self.app, self.parts)
     }
 }
 

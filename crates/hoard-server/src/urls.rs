@@ -30,6 +30,16 @@ pub fn base_url(public_url: Option<&str>, headers: &HeaderMap, authority: Option
     format!("{scheme}://{host}")
 }
 
+/// The base URL of a request as hoard answers it: the configured public URL,
+/// else the one the request reached.
+pub fn request_base(app: &crate::AppState, parts: &axum::http::request::Parts) -> String {
+    base_url(
+        app.public_url.as_deref(),
+        &parts.headers,
+        parts.uri.authority().map(|a| a.as_str()),
+    )
+}
+
 pub fn signed_url(base: &str, r: &SignedRef) -> String {
     format!(
         "{base}/blob/cache/{}?sp={}&se={}&sig={}",

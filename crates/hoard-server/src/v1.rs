@@ -140,9 +140,7 @@ pub async fn handle(State(app): State<AppState>, request: Request) -> Response {
             return StatusCode::NOT_FOUND.into_response();
         };
         let own = tenant_prefix(&path).map_or(0, str::len);
-        let query = request.uri().query().map(|q| format!("?{q}"));
-        let target = format!("{}{}", &path[own..], query.unwrap_or_default());
-        return upstream.forward(&target, request).await;
+        return upstream.forward(&path[own..], request).await;
     };
     let prefix = &path[..at];
     let rest = &path[at + 1 + wire::API_PATH.len()..];
@@ -242,17 +240,12 @@ async fn lookup(app: &AppState, caller: &Caller, request: &Parts) -> Result<Resp
     };
     let location = match svc.direct_download_url(&entry).await {
         Some(url) => url,
-        None => urls::signed_url(&base_url(app, request), &svc.download_ref(entry.id)),
+        None => urls::signed_url(
+            &urls::request_base(app, request),
+            &svc.download_ref(entry.id),
+        ),
     };
     Ok(json(StatusCode::OK, &described(entry, Some(location))))
-}
-
-fn base_url(app: &AppState, request: &Parts) -> String {
-    urls::base_url(
-        app.public_url.as_deref(),
-        &request.headers,
-        request.uri.authority().map(|a| a.as_str()),
-    )
 }
 
 async fn list(app: &AppState, caller: &Caller, request: &Parts) -> Result<Response, V1Error> {

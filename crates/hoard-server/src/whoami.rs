@@ -60,11 +60,7 @@ async fn answer(app: &AppState, path_token: Option<&str>, request: Request) -> R
             return json(StatusCode::UNAUTHORIZED, &body);
         }
     };
-    let reached = urls::base_url(
-        app.public_url.as_deref(),
-        &parts.headers,
-        parts.uri.authority().map(|a| a.as_str()),
-    );
+    let reached = urls::request_base(app, &parts);
     let body = WhoAmI {
         service: "hoard",
         version: env!("CARGO_PKG_VERSION"),
