@@ -6,8 +6,9 @@
 # The black-box suites run on each deployment hoard supports: SQLite + directory,
 # PostgreSQL + directory, PostgreSQL + S3. PostgreSQL is the server on
 # 127.0.0.1:5432 (or HOARD_TEST_POSTGRES_URL); the S3 server is s3s-fs, installed
-# here from crates.io into the tools directory, as is kubernetes-validate (from
-# PyPI) for the Kubernetes manifests, which kubectl renders.
+# here from crates.io into the tools directory, as are kubernetes-validate (from
+# PyPI) for the Kubernetes manifests, which kubectl renders, and schemathesis
+# (from PyPI), which checks the management API against its OpenAPI document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,14 +26,21 @@ if ! "$HOARD_S3_SERVER" --version 2>/dev/null | grep -q "$S3S_VERSION"; then
   cargo install --locked "s3s-fs@$S3S_VERSION" --features binary --root "$TOOLS_DIR"
 fi
 
-KV_VERSION=1.37.0
-echo "== Kubernetes schema validator (kubernetes-validate $KV_VERSION, from PyPI)"
-KV_VENV="$TOOLS_DIR/kubernetes-validate-$KV_VERSION"
-export HOARD_KUBERNETES_VALIDATE="$KV_VENV/bin/kubernetes-validate"
-if ! "$HOARD_KUBERNETES_VALIDATE" --version 2>/dev/null | grep -q "$KV_VERSION"; then
-  python3 -m venv "$KV_VENV"
-  "$KV_VENV/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KV_VERSION"
-fi
+# A command-line tool from PyPI in a virtual environment of its own under the
+# tools directory, installed once per version; prints the command's path.
+pypi_tool() {
+  local package=$1 version=$2 venv="$TOOLS_DIR/$1-$2"
+  if ! "$venv/bin/$package" --version 2>/dev/null | grep -q "$version"; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$package==$version" >&2
+  fi
+  echo "$venv/bin/$package"
+}
+
+echo "== Kubernetes schema validator and OpenAPI checker (kubernetes-validate, schemathesis, from PyPI)"
+HOARD_KUBERNETES_VALIDATE=$(pypi_tool kubernetes-validate 1.37.0)
+HOARD_SCHEMATHESIS=$(pypi_tool schemathesis 4.32.5)
+export HOARD_KUBERNETES_VALIDATE HOARD_SCHEMATHESIS
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "== cargo-nextest"

@@ -618,43 +618,9 @@ async fn timed_lookup(http: &reqwest::Client, url: &str, key: &str) -> Result<(D
     Ok((s.elapsed(), v["ok"] == json!(true)))
 }
 
-async fn lookups(args: &Args, backend: Backend) -> Result<()> {
-    let data = args.work.join("lookup-data");
-    let _ = std::fs::remove_dir_all(&data);
-    std::fs::create_dir_all(&data)?;
+/// 64 clients looking up random seeded keys for `lookup_secs`: the rate.
+async fn timed_lookups(args: &Args, backend: Backend, server: &Server, label: &str) -> Result<f64> {
     let n = args.lookup_entries;
-    let deployment = Deployment::new(backend);
-    {
-        let url = match &deployment.database {
-            Some(db) => db.url.clone(),
-            None => hoard_db::sqlite_url(&data.join("hoard.db")),
-        };
-        let store = hoard_db::open(&url, &Default::default())
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        // Recently used, so no eviction rule touches them during the run.
-        let now = hoard_core::now_millis();
-        let seeds: Vec<hoard_db::SeedEntry> = (0..n)
-            .map(|i| hoard_db::SeedEntry {
-                namespace: "default".into(),
-                scope: "default".into(),
-                key: format!("lookup-key-{i:07}"),
-                version: VERSION.into(),
-                size: 0,
-                last_accessed_at: now - i as i64,
-            })
-            .collect();
-        store
-            .insert_committed_bulk(&seeds)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        store.close().await;
-    }
-    let server = Server::start_at(
-        deployment.clone(),
-        &data,
-        &[("HOARD_LOG", "warn,hoard=info")],
-    );
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
@@ -688,17 +654,79 @@ async fn lookups(args: &Args, backend: Backend) -> Result<()> {
     let elapsed = t.elapsed();
     all.sort();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    println!("\n## Lookups\n");
+    let rate = all.len() as f64 / elapsed.as_secs_f64();
     println!(
-        "GetCacheEntryDownloadURL hits, 64 concurrent clients, {n} entries, {}, {}s: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms ({} requests)",
+        "GetCacheEntryDownloadURL hits, 64 concurrent clients, {n} entries, {}, {label}, {}s: {rate:.0}/s, p50 {:.2} ms, p99 {:.2} ms ({} requests)",
         backend_name(backend),
         args.lookup_secs,
-        all.len() as f64 / elapsed.as_secs_f64(),
         pct(0.50).as_secs_f64() * 1000.0,
         pct(0.99).as_secs_f64() * 1000.0,
         all.len()
     );
-    drop(server);
+    Ok(rate)
+}
+
+async fn lookups(args: &Args, backend: Backend) -> Result<()> {
+    let data = args.work.join("lookup-data");
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data)?;
+    let n = args.lookup_entries;
+    let deployment = Deployment::new(backend);
+    {
+        let url = match &deployment.database {
+            Some(db) => db.url.clone(),
+            None => hoard_db::sqlite_url(&data.join("hoard.db")),
+        };
+        let store = hoard_db::open(&url, &Default::default())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Recently used, so no eviction rule touches them during the run.
+        let now = hoard_core::now_millis();
+        let seeds: Vec<hoard_db::SeedEntry> = (0..n)
+            .map(|i| hoard_db::SeedEntry {
+                namespace: "default".into(),
+                scope: "default".into(),
+                key: format!("lookup-key-{i:07}"),
+                version: VERSION.into(),
+                size: 0,
+                last_accessed_at: now - i as i64,
+            })
+            .collect();
+        store
+            .insert_committed_bulk(&seeds)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        store.close().await;
+    }
+    println!("\n## Lookups\n");
+    // The same entries served twice: without metrics and access log (the
+    // reference), then with both as shipped, to show what observing costs.
+    let configurations: [(&str, &[(&str, &str)]); 2] = [
+        (
+            "metrics and access log off",
+            &[
+                ("HOARD_LOG", "warn,hoard=info"),
+                ("HOARD_METRICS_ENABLED", "false"),
+                ("HOARD_LOG_ACCESS", "false"),
+            ],
+        ),
+        (
+            "metrics and access log on (the defaults)",
+            &[("HOARD_LOG", "info")],
+        ),
+    ];
+    let mut rates = Vec::new();
+    for (label, env) in configurations {
+        let server = Server::start_at(deployment.clone(), &data, env);
+        rates.push(timed_lookups(args, backend, &server, label).await?);
+        drop(server);
+    }
+    println!(
+        "Observing costs {:.1}% of lookups per second ({:.0}/s against {:.0}/s).",
+        (1.0 - rates[1] / rates[0]) * 100.0,
+        rates[1],
+        rates[0]
+    );
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
 }

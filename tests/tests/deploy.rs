@@ -128,6 +128,10 @@ fn dockerfile_builds_small_and_runs_unprivileged() {
         .count();
     assert!(froms >= 2, "multi-stage");
     assert!(text.contains("cargo build --release --locked -p hoard"));
+    assert!(
+        text.contains("install -s "),
+        "the image's binary is stripped"
+    );
     let user = instructions
         .iter()
         .find_map(|l| l.strip_prefix("USER "))
@@ -243,7 +247,10 @@ fn check_container(deployment: &Value) {
         c["livenessProbe"]["httpGet"]["path"],
         Value::from("/healthz")
     );
-    assert!(c["readinessProbe"]["httpGet"]["path"].is_string());
+    assert_eq!(
+        c["readinessProbe"]["httpGet"]["path"],
+        Value::from("/readyz")
+    );
     assert!(c["resources"]["requests"]["memory"].is_string());
     assert!(c["resources"]["limits"]["memory"].is_string());
     let env = c["env"].as_sequence().unwrap();
@@ -360,4 +367,88 @@ fn a_misspelt_variable_is_named_at_start() {
         !log.contains("HOARD_EVICTION_INTERVAL_SECS is not"),
         "{log}"
     );
+}
+
+/// Every `hoard_*` name in `text`, as a metric family (histogram series
+/// suffixes dropped).
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("hoard_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name);
+        out.insert(family.to_string());
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_dashboard_and_alert_rules_use_only_metrics_hoard_serves() {
+    // Series appear once something happened: a save, a restore, a miss, and
+    // a usage refresh.
+    let server = Server::start_with(&[("HOARD_METRICS_REFRESH_SECS", "1")]);
+    hoard_e2e::client::save(&server, "dashboard", "v", b"bytes").await;
+    assert!(hoard_e2e::client::restore(&server, "dashboard", "v")
+        .await
+        .is_some());
+    assert!(hoard_e2e::client::lookup(&server, "elsewhere", "v")
+        .await
+        .is_none());
+    let mut scraped = String::new();
+    for _ in 0..50 {
+        scraped = reqwest::get(format!("{}/metrics", server.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if scraped.contains("hoard_cache_budget_bytes{") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let served: std::collections::BTreeSet<String> = scraped
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(String::from)
+        .collect();
+    assert!(served.contains("hoard_cache_lookups_total"), "{scraped}");
+
+    let rules: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo().join("deploy/monitoring/hoard-alerts.yaml")).unwrap(),
+    )
+    .expect("the alert rules are YAML");
+    let mut used = std::collections::BTreeSet::new();
+    let groups = rules["groups"].as_sequence().expect("rule groups");
+    for rule in groups
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().unwrap())
+    {
+        let name = rule["alert"].as_str().expect("an alert name");
+        let expr = rule["expr"].as_str().expect("an expression");
+        assert!(rule["annotations"]["summary"].is_string(), "{name}");
+        used.extend(metric_names(expr));
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("deploy/monitoring/grafana-dashboard.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            used.extend(metric_names(target["expr"].as_str().unwrap()));
+        }
+    }
+    let unknown: Vec<&String> = used.difference(&served).collect();
+    assert!(unknown.is_empty(), "not served by hoard: {unknown:?}");
+    // Every family hoard serves is on the dashboard or in a rule.
+    let unused: Vec<&String> = served.difference(&used).collect();
+    assert!(unused.is_empty(), "never shown: {unused:?}");
 }

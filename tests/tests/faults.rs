@@ -85,12 +85,13 @@ async fn s3_down_at_download_gives_5xx_not_a_short_body() {
     assert_eq!(r.bytes().await.unwrap().len(), 3 << 20);
 }
 
-#[tokio::test]
-async fn postgres_unreachable_at_lookup_gives_5xx_then_recovers() {
+/// A fresh PostgreSQL database reached through a proxy that can cut it off:
+/// the database, the proxy and the URL through it.
+fn database_behind_a_proxy() -> (hoard_e2e::postgres::TempDatabase, TcpProxy, String) {
     let db = hoard_e2e::postgres::TempDatabase::create();
     let target = db
         .url
-        .split("@")
+        .split('@')
         .nth(1)
         .and_then(|rest| rest.split('/').next())
         .unwrap()
@@ -99,6 +100,12 @@ async fn postgres_unreachable_at_lookup_gives_5xx_then_recovers() {
     let url = db
         .url
         .replacen(&target, &format!("127.0.0.1:{}", proxy.port), 1);
+    (db, proxy, url)
+}
+
+#[tokio::test]
+async fn postgres_unreachable_at_lookup_gives_5xx_then_recovers() {
+    let (db, proxy, url) = database_behind_a_proxy();
     let server = Server::start_with(&[
         ("HOARD_DATABASE_URL", &url),
         ("HOARD_DATABASE_ACQUIRE_TIMEOUT_SECS", "2"),
@@ -133,4 +140,72 @@ async fn postgres_unreachable_at_lookup_gives_5xx_then_recovers() {
     );
     drop(server);
     drop(db);
+}
+
+/// `/readyz` as an orchestrator polls it: status and body.
+async fn readiness(server: &Server) -> (u16, String) {
+    let r = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap()
+        .get(format!("{}/readyz", server.url))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn readiness_follows_the_database_and_the_object_store() {
+    let (_db, proxy, url) = database_behind_a_proxy();
+    let s3 = hoard_e2e::s3::S3Server::start();
+    let mut env: Vec<(String, String)> = s3.env();
+    env.push(("HOARD_DATABASE_URL".into(), url));
+    env.push(("HOARD_DATABASE_ACQUIRE_TIMEOUT_SECS".into(), "2".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let server = Server::start_with(&env);
+    assert_eq!(readiness(&server).await, (200, "ready\n".into()));
+
+    proxy.block();
+    let started = Instant::now();
+    let (status, body) = readiness(&server).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("database"), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered promptly"
+    );
+    // Liveness is not readiness: the process is fine.
+    let health = reqwest::get(format!("{}/healthz", server.url))
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    proxy.unblock();
+    wait_ready(&server).await;
+
+    s3.stop();
+    let (status, body) = readiness(&server).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("storage") || body.contains("in time"),
+        "{body}"
+    );
+    s3.resume();
+    wait_ready(&server).await;
+    // What made it unready is in the log, without the credentials.
+    let log = server.log();
+    assert!(log.contains("not ready"), "{log}");
+    assert!(!log.contains(hoard_e2e::s3::SECRET_KEY));
+}
+
+async fn wait_ready(server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = readiness(server).await;
+        if status == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still not ready: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -150,3 +150,55 @@ fn days_from_now(days: u64) -> String {
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+#[tokio::test]
+async fn maintenance_commands_take_the_servers_flags_and_never_create_a_store() {
+    let server = Server::start_with(&[]);
+    // With PostgreSQL and S3 the store is wherever their URLs say, data dir or not.
+    if server.deployment.s3.is_some() {
+        return;
+    }
+    save(&server, "kept", V, b"bytes").await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let missing = elsewhere.path().join("not-a-store");
+    // Pointed at a directory with no store: a clear error, nothing created.
+    for command in [vec!["gc", "--dry-run"], vec!["verify", "--dry-run"]] {
+        let out = server
+            .cli(&command)
+            .arg("--data-dir")
+            .arg(&missing)
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command:?}: {err}");
+        assert!(err.contains("no hoard store here"), "{command:?}: {err}");
+        assert!(err.contains(&missing.display().to_string()), "{err}");
+        // A user's mistake is a message, not a crash report.
+        assert!(!err.contains("backtrace"), "{err}");
+        assert!(
+            !missing.exists(),
+            "{command:?} created {}",
+            missing.display()
+        );
+    }
+    // The server's own flag works on every subcommand that opens the store.
+    if server.deployment.database.is_none() {
+        let out = server
+            .cli(&["gc", "--dry-run", "--data-dir"])
+            .arg(&server.data_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = server
+            .cli(&["config", "check", "--data-dir", "/srv/hoard"])
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(printed.contains("data_dir = \"/srv/hoard\""), "{printed}");
+    }
+}

@@ -1,6 +1,7 @@
 //! hoard's domain: cache entries and their uploads, matching, signed URLs, and the
 //! storage traits the service runs on. Nothing here knows HTTP or a wire format.
 
+pub mod catalog;
 pub mod chunked;
 pub mod error;
 pub mod eviction;
@@ -12,6 +13,7 @@ pub mod reading;
 pub mod scrub;
 pub mod service;
 pub mod signing;
+pub mod stats;
 pub mod store;
 pub mod tasks;
 pub mod validate;

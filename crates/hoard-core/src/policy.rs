@@ -148,6 +148,21 @@ impl Reason {
             Reason::GlobalBudget => "store over budget",
         }
     }
+
+    pub const ALL: [Reason; 3] = [
+        Reason::Expired,
+        Reason::NamespaceBudget,
+        Reason::GlobalBudget,
+    ];
+
+    /// The reason as a metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Expired => "expired",
+            Reason::NamespaceBudget => "namespace_budget",
+            Reason::GlobalBudget => "global_budget",
+        }
+    }
 }
 
 impl Policy {

@@ -2,6 +2,7 @@
 //! (metadata) and hoard-storage (bytes); both keep all state outside the process so
 //! any replica can serve any request.
 
+use crate::catalog::{CatalogQuery, NamespaceUsage, Selection};
 use crate::model::{Entry, Part, StoredObject};
 use crate::policy::Candidate;
 use async_trait::async_trait;
@@ -296,6 +297,27 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Bytes of committed entries: of one namespace, or of all with `None`.
     async fn usage(&self, namespace: Option<&str>) -> Result<u64, StoreError>;
 
+    /// Committed entries and bytes of each namespace that has any, in name order.
+    async fn usage_by_namespace(&self) -> Result<Vec<NamespaceUsage>, StoreError>;
+
+    /// One page of a namespace's committed entries, and how many match in all.
+    async fn catalog(
+        &self,
+        namespace: &str,
+        query: &CatalogQuery,
+    ) -> Result<(u64, Vec<Entry>), StoreError>;
+
+    /// Deletes a namespace's committed entries named by `which`; returns them.
+    async fn delete_entries(
+        &self,
+        namespace: &str,
+        which: &Selection,
+    ) -> Result<Vec<Entry>, StoreError>;
+
+    /// Ok when the database answers and carries every migration this build
+    /// knows (readiness).
+    async fn check_ready(&self) -> Result<(), StoreError>;
+
     /// Deletes committed entries given as (id, last access when planned), unless
     /// used since (a restore between planning and deleting keeps its entry), and
     /// schedules each deleted entry's objects (`prefix_of(id)`) for deletion at
@@ -317,6 +339,9 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Streams bytes `[start, end)` of an object.
     async fn get(&self, name: &str, start: u64, end: u64) -> Result<ByteStream, BlobError>;
+
+    /// Ok when the store answers (readiness): a missing object is an answer.
+    async fn probe(&self) -> Result<(), BlobError>;
 
     /// Deletes one object; a missing object is not an error.
     async fn delete(&self, name: &str) -> Result<(), BlobError>;

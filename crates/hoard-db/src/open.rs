@@ -132,12 +132,16 @@ async fn open_postgres(url: &str, pool: &PoolConfig) -> Result<SqlStore, StoreEr
     Ok(SqlStore::new(Dialect::Postgres, conn.clone(), conn))
 }
 
-async fn migrate(pool: &Pool<Any>, dialect: Dialect) -> Result<(), StoreError> {
-    let migrator = match dialect {
+/// The migrations this build carries for an engine.
+pub(crate) fn migrator(dialect: Dialect) -> sqlx::migrate::Migrator {
+    match dialect {
         Dialect::Sqlite => sqlx::migrate!("../../migrations/sqlite"),
         Dialect::Postgres => sqlx::migrate!("../../migrations/postgres"),
-    };
-    migrator
+    }
+}
+
+async fn migrate(pool: &Pool<Any>, dialect: Dialect) -> Result<(), StoreError> {
+    migrator(dialect)
         .run(pool)
         .await
         .map_err(|e| StoreError::Backend(format!("migrations: {e}")))

@@ -12,6 +12,7 @@
 
 use crate::keys::prefix_upper_bound;
 use async_trait::async_trait;
+use hoard_core::catalog::{CatalogQuery, CatalogSort, NamespaceUsage, Selection};
 use hoard_core::model::{blob_hash, Entry, EntryState, Part, StoredObject};
 use hoard_core::policy::Candidate;
 use hoard_core::store::{BlobCommit, Finalized, MetaStore, Reservation, Staged, StoreError};
@@ -1207,6 +1208,114 @@ impl MetaStore for SqlStore {
         Ok(total.max(0) as u64)
     }
 
+    async fn usage_by_namespace(&self) -> Result<Vec<NamespaceUsage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT namespace, COUNT(*) AS entries, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes
+             FROM entries WHERE state = 'committed' GROUP BY namespace ORDER BY namespace",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let entries: i64 = r.try_get("entries").map_err(backend)?;
+                let bytes: i64 = r.try_get("bytes").map_err(backend)?;
+                Ok(NamespaceUsage {
+                    namespace: r.try_get("namespace").map_err(backend)?,
+                    entries: entries.max(0) as u64,
+                    bytes: bytes.max(0) as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn catalog(
+        &self,
+        namespace: &str,
+        query: &CatalogQuery,
+    ) -> Result<(u64, Vec<Entry>), StoreError> {
+        let filter = CatalogFilter::new(namespace, query);
+        let count_sql = format!("SELECT COUNT(*) AS n FROM entries WHERE {}", filter.sql);
+        let total: i64 = filter
+            .bind(sqlx::query(&count_sql))
+            .fetch_one(&self.read)
+            .await
+            .map_err(backend)?
+            .try_get("n")
+            .map_err(backend)?;
+        let column = match query.sort {
+            CatalogSort::CreatedAt => "created_at",
+            CatalogSort::LastAccessedAt => "last_accessed_at",
+            CatalogSort::Size => "size",
+        };
+        let direction = if query.descending { "DESC" } else { "ASC" };
+        let page_sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE {} ORDER BY {column} {direction}, id {direction}
+             LIMIT ${} OFFSET ${}",
+            filter.sql,
+            filter.params + 1,
+            filter.params + 2
+        );
+        let rows = filter
+            .bind(sqlx::query(&page_sql))
+            .bind(query.limit)
+            .bind(query.offset)
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
+        let entries = rows.iter().map(entry_from_row).collect::<Result<_, _>>()?;
+        Ok((total.max(0) as u64, entries))
+    }
+
+    async fn delete_entries(
+        &self,
+        namespace: &str,
+        which: &Selection,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let by = match which {
+            Selection::Id(_) => "id = $2",
+            Selection::Key { scope: None, .. } => "key = $2",
+            Selection::Key { scope: Some(_), .. } => "key = $2 AND scope = $3",
+        };
+        let sql = format!(
+            "DELETE FROM entries WHERE namespace = $1 AND state = 'committed' AND {by}
+             RETURNING {ENTRY_COLUMNS}"
+        );
+        let q = sqlx::query(&sql).bind(namespace);
+        let q = match which {
+            Selection::Id(id) => q.bind(*id),
+            Selection::Key { key, scope } => {
+                let q = q.bind(key.as_bytes());
+                match scope {
+                    Some(scope) => q.bind(scope.as_str()),
+                    None => q,
+                }
+            }
+        };
+        let rows = q.fetch_all(&self.write).await.map_err(backend)?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        let expected = crate::open::migrator(self.dialect)
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        let applied: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) FROM _sqlx_migrations",
+        )
+        .fetch_one(&self.read)
+        .await
+        .map_err(backend)?;
+        if applied < expected {
+            return Err(StoreError::Backend(format!(
+                "the database schema is at migration {applied}, this build needs {expected}"
+            )));
+        }
+        Ok(())
+    }
+
     async fn delete_unused(
         &self,
         entries: &[(i64, i64)],
@@ -1257,6 +1366,64 @@ impl MetaStore for SqlStore {
             found.extend(q.fetch_all(&self.read).await.map_err(backend)?);
         }
         Ok(found)
+    }
+}
+
+/// The WHERE clause of a catalog page and its parameters, bound the same way
+/// to the count and to the page.
+struct CatalogFilter<'a> {
+    sql: String,
+    /// Placeholders used, `$1` to `$params`.
+    params: usize,
+    namespace: &'a str,
+    bounds: Option<(Vec<u8>, Option<Vec<u8>>)>,
+    scope: Option<&'a str>,
+}
+
+impl<'a> CatalogFilter<'a> {
+    fn new(namespace: &'a str, query: &'a CatalogQuery) -> CatalogFilter<'a> {
+        let mut sql = String::from("namespace = $1 AND state = 'committed'");
+        let mut params = 1;
+        let bounds = query
+            .key_prefix
+            .as_deref()
+            .map(|p| (p.as_bytes().to_vec(), prefix_upper_bound(p.as_bytes())));
+        if let Some((_, upper)) = &bounds {
+            params += 1;
+            sql.push_str(&format!(" AND key >= ${params}"));
+            if upper.is_some() {
+                params += 1;
+                sql.push_str(&format!(" AND key < ${params}"));
+            }
+        }
+        if query.scope.is_some() {
+            params += 1;
+            sql.push_str(&format!(" AND scope = ${params}"));
+        }
+        CatalogFilter {
+            sql,
+            params,
+            namespace,
+            bounds,
+            scope: query.scope.as_deref(),
+        }
+    }
+
+    fn bind<'q>(
+        &self,
+        mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+        q = q.bind(self.namespace.to_string());
+        if let Some((lower, upper)) = &self.bounds {
+            q = q.bind(lower.clone());
+            if let Some(upper) = upper {
+                q = q.bind(upper.clone());
+            }
+        }
+        if let Some(scope) = self.scope {
+            q = q.bind(scope.to_string());
+        }
+        q
     }
 }
 

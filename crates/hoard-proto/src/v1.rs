@@ -80,6 +80,19 @@ pub enum Resource {
     Commit(i64),
 }
 
+impl Resource {
+    /// The call's name, as metrics and logs say it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Resource::Lookup => "lookup",
+            Resource::List => "list",
+            Resource::Reserve => "reserve",
+            Resource::Upload(_) => "upload",
+            Resource::Commit(_) => "commit",
+        }
+    }
+}
+
 /// Why a path and method name no resource.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {

@@ -53,11 +53,9 @@ impl AzureError {
     }
 }
 
+/// Headers of every answer; `x-ms-request-id` is the request's id, set by
+/// [`crate::observe`].
 fn common_headers(headers: &mut HeaderMap) {
-    let id = uuid::Uuid::new_v4().to_string();
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        headers.insert("x-ms-request-id", v);
-    }
     headers.insert("x-ms-version", HeaderValue::from_static(MS_VERSION));
     if let Ok(v) = HeaderValue::from_str(&http_date::format_millis(hoard_core::now_millis())) {
         headers.insert(header::DATE, v);
@@ -110,7 +108,7 @@ fn azure_error(e: CoreError) -> AzureError {
             ..AzureError::new(AzureCode::ServerBusy, m)
         },
         e @ (CoreError::Store(_) | CoreError::Blob(_)) => {
-            tracing::error!(error = %e, "storage failure");
+            crate::metrics::storage_failure(&e);
             AzureError {
                 retry_after: Some(flow::RETRY_AFTER_SECS),
                 ..AzureError::new(AzureCode::ServerBusy, "storage is unavailable; retry later")

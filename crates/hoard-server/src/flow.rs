@@ -70,6 +70,18 @@ impl InFlight {
         self.uploads.available_permits() == 0
     }
 
+    /// Upload and download bodies streaming now.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.limits
+                .uploads_in_flight
+                .saturating_sub(self.uploads.available_permits()),
+            self.limits
+                .downloads_in_flight
+                .saturating_sub(self.downloads.available_permits()),
+        )
+    }
+
     /// A place for one download body, if one is free.
     pub fn download(&self) -> Option<OwnedSemaphorePermit> {
         self.downloads.clone().try_acquire_owned().ok()

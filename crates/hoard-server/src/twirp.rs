@@ -64,7 +64,7 @@ fn twirp_error(e: CoreError) -> TwirpError {
         } => TwirpError::new(TwirpCode::ResourceExhausted, message)
             .with_meta(RETRY_AFTER, retry_after_secs.to_string()),
         e @ (CoreError::Store(_) | CoreError::Blob(_)) => {
-            tracing::error!(error = %e, "storage failure");
+            crate::metrics::storage_failure(&e);
             TwirpError::new(
                 TwirpCode::Unavailable,
                 "storage is unavailable; retry later",
@@ -176,6 +176,15 @@ impl Call<'_> {
         Ok(reply(self.enc, msg))
     }
 
+    fn count_lookup(&self, key: &str, found: Option<&Entry>) {
+        if let Some(m) = &self.app.metrics {
+            m.lookup(
+                &self.caller.namespace,
+                crate::metrics::lookup_result(key, found),
+            );
+        }
+    }
+
     /// The base URL signed URLs start with.
     fn base_url(&self) -> String {
         urls::request_base(self.app, self.parts)
@@ -207,6 +216,9 @@ async fn dispatch(
         .caller(&parts.headers, path_token)
         .await
         .map_err(|u| TwirpError::new(TwirpCode::Unauthenticated, u.0))?;
+    if let Some(tag) = crate::observe::tag(&parts.extensions) {
+        tag.namespace(&caller.namespace);
+    }
     let body = crate::flow::small_body(app, body, app.limits.max_twirp_body_bytes)
         .await
         .map_err(|e| TwirpError::new(TwirpCode::Malformed, e))?;
@@ -285,6 +297,7 @@ async fn download_url(call: Call<'_>) -> Result<Response, TwirpError> {
         .lookup(&call.caller, &req.key, &req.restore_keys, &req.version)
         .await
         .map_err(twirp_error)?;
+    call.count_lookup(&req.key, found.as_ref());
     // A miss is not an error: ok=false with HTTP 200.
     let Some(e) = found else {
         return call.reply(&pb::GetCacheEntryDownloadUrlResponse::default());
@@ -308,6 +321,7 @@ async fn lookup(call: Call<'_>) -> Result<Response, TwirpError> {
         .lookup(&call.caller, &req.key, &req.restore_keys, &req.version)
         .await
         .map_err(twirp_error)?;
+    call.count_lookup(&req.key, found.as_ref());
     call.reply(&pb::LookupCacheEntryResponse {
         exists: found.is_some(),
         entry: found.map(to_entry),

@@ -110,7 +110,7 @@ fn v1_error(e: CoreError) -> V1Error {
             flow::RETRY_AFTER_SECS,
         ),
         e @ (CoreError::Store(_) | CoreError::Blob(_)) => {
-            tracing::error!(error = %e, "storage failure");
+            crate::metrics::storage_failure(&e);
             V1Error::retry_later(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailableException",
@@ -140,6 +140,9 @@ pub async fn handle(State(app): State<AppState>, request: Request) -> Response {
             return StatusCode::NOT_FOUND.into_response();
         };
         let own = tenant_prefix(&path).map_or(0, str::len);
+        if let Some(tag) = crate::observe::tag(request.extensions()) {
+            tag.route("passthrough", "forward");
+        }
         return upstream.forward(&path[own..], request).await;
     };
     let prefix = &path[..at];
@@ -183,12 +186,19 @@ async fn respond(
             e.to_string(),
         ),
     })?;
+    let tag = crate::observe::tag(request.extensions());
+    if let Some(tag) = tag {
+        tag.route("v1", resource.name());
+    }
     // Who asks is settled before any body is read.
     let caller = app
         .auth
         .caller(request.headers(), path_token)
         .await
         .map_err(|u| V1Error::new(StatusCode::UNAUTHORIZED, "UnauthorizedException", u.0))?;
+    if let Some(tag) = tag {
+        tag.namespace(&caller.namespace);
+    }
     match resource {
         Resource::Lookup => lookup(app, &caller, &request.into_parts().0).await,
         Resource::List => list(app, &caller, &request.into_parts().0).await,
@@ -231,11 +241,17 @@ async fn lookup(app: &AppState, caller: &Caller, request: &Parts) -> Result<Resp
     let version = query_param(request, "version")
         .ok_or_else(|| V1Error::bad_request("version is required"))?;
     let svc = &app.service;
-    let Some(entry) = svc
+    let found = svc
         .lookup(caller, key, restore_keys, &version)
         .await
-        .map_err(v1_error)?
-    else {
+        .map_err(v1_error)?;
+    if let Some(m) = &app.metrics {
+        m.lookup(
+            &caller.namespace,
+            crate::metrics::lookup_result(key, found.as_ref()),
+        );
+    }
+    let Some(entry) = found else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let location = match svc.direct_download_url(&entry).await {

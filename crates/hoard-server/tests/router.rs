@@ -44,6 +44,12 @@ async fn app(auth: Authenticator) -> App {
             body_idle_timeout: Duration::from_secs(5),
         })),
         upstream: None,
+        metrics: Some(Arc::new(hoard_server::metrics::Metrics::new(
+            &Default::default(),
+        ))),
+        metrics_route: true,
+        access_log: true,
+        management: Default::default(),
     };
     App {
         router: router(state),
@@ -163,4 +169,108 @@ async fn blob_refusals_are_azure_xml_and_other_paths_404() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(send(&a, other).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_answered_500_with_the_request_id() {
+    let a = app(Authenticator::trusted_network()).await;
+    let request = Request::get("/_hoard/test/panic")
+        .header("x-request-id", "trace-me-42")
+        .body(Body::empty())
+        .unwrap();
+    let response = a.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
+    // The server goes on answering.
+    let (st, _, body) = send(&a, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!((st, body.as_str()), (StatusCode::OK, "ready\n"));
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_blob_answers_the_azure_one_too() {
+    let a = app(Authenticator::trusted_network()).await;
+    let response = a
+        .router
+        .clone()
+        .oneshot(
+            Request::get("/blob/cache/1?sig=x")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(id.len(), 32, "{id}");
+    assert_eq!(response.headers()["x-ms-request-id"], id.as_str());
+    // An id a client sends is kept only when it is plain.
+    let response = a
+        .router
+        .clone()
+        .oneshot(
+            Request::get("/healthz")
+                .header("x-request-id", "has spaces")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_ne!(response.headers()["x-request-id"], "has spaces");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_lookups() {
+    let a = app(Authenticator::trusted_network()).await;
+    for _ in 0..3 {
+        let (st, _, _) = send(
+            &a,
+            twirp("GetCacheEntryDownloadURL", r#"{"key":"k","version":"v"}"#),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    let (st, ct, text) = send(&a, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    assert!(
+        text.contains(
+            r#"hoard_http_requests_total{operation="GetCacheEntryDownloadURL",status="200",surface="twirp"} 3"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"hoard_cache_lookups_total{namespace="default",result="miss"} 3"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_management_api_refuses_without_a_token_in_githubs_words() {
+    let a = app(Authenticator::trusted_network()).await;
+    let list = Request::get("/_hoard/api/namespaces/default/caches")
+        .body(Body::empty())
+        .unwrap();
+    let (st, ct, body) = send(&a, list).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert!(ct.starts_with("application/json"), "{ct}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["message"].is_string() && v["documentation_url"].is_string(),
+        "{body}"
+    );
+    // Unmapped repositories are not found (GitHub's answer for a repository
+    // one cannot see).
+    let repo = Request::get("/repos/octo/app/actions/caches")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&a, repo).await.0, StatusCode::NOT_FOUND);
+    let doc = Request::get("/_hoard/api/openapi.json")
+        .body(Body::empty())
+        .unwrap();
+    let (st, _, body) = send(&a, doc).await;
+    assert_eq!(st, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["openapi"], "3.0.3");
 }

@@ -251,6 +251,19 @@ impl BlobStore for LocalStore {
         Ok(size)
     }
 
+    async fn probe(&self) -> Result<(), BlobError> {
+        // The staging directory sits inside the store: both must be there.
+        let tmp = self.tmp.clone();
+        match on_disk(move || std::fs::metadata(tmp)).await {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(BlobError::Backend(format!(
+                "{} is not a directory",
+                self.tmp.display()
+            ))),
+            Err(e) => Err(backend("probing the store's directory", e)),
+        }
+    }
+
     async fn get(&self, name: &str, start: u64, end: u64) -> Result<ByteStream, BlobError> {
         let path = self.path(name)?;
         let opened = on_disk(move || {

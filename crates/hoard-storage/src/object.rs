@@ -310,6 +310,13 @@ impl BlobStore for ObjectStorage {
         result.map(|()| size)
     }
 
+    async fn probe(&self) -> Result<(), BlobError> {
+        match self.store.head(&self.path("_hoard/probe")).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(backend("probing", e)),
+        }
+    }
+
     async fn get(&self, name: &str, start: u64, end: u64) -> Result<ByteStream, BlobError> {
         let path = self.path(name);
         if end <= start {

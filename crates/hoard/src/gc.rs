@@ -39,7 +39,8 @@ pub async fn run(config: Config, options: Options) -> Result<()> {
             .timestamp_millis(),
         None => hoard_core::now_millis(),
     };
-    let (meta, service) = crate::serve::open_service(&config).await?;
+    let (meta, service) =
+        crate::serve::open_service(&config, crate::serve::Opening::MustExist).await?;
     // A dry run only reads; a real one first gives the planner fresh numbers.
     if !options.dry_run {
         meta.refresh_statistics().await?;

@@ -1,5 +1,6 @@
 //! `hoard`: a self-hosted server for the GitHub Actions cache protocol.
 
+mod cache;
 mod config;
 mod gc;
 mod healthcheck;
@@ -38,9 +39,8 @@ enum Command {
         /// Evaluate as of this RFC 3339 time instead of now
         #[arg(long)]
         at: Option<String>,
-        /// TOML configuration file
-        #[arg(long, env = "HOARD_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Re-read every stored entry and drop those whose bytes are missing or
     /// corrupt; with --dry-run, only report them. Exits 1 if any was found.
@@ -51,9 +51,8 @@ enum Command {
         /// Only this namespace
         #[arg(long)]
         namespace: Option<String>,
-        /// TOML configuration file
-        #[arg(long, env = "HOARD_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Validate the configuration and print it, secrets masked.
     Config {
@@ -70,6 +69,9 @@ enum Command {
         #[command(subcommand)]
         action: RunnerAction,
     },
+    /// List, delete and measure a server's caches through its management API
+    /// (docs/management-api.md).
+    Cache(cache::CacheArgs),
     /// Exit 0 when the server at --url (default: the configured listen address)
     /// answers its health check; for container health checks.
     Healthcheck {
@@ -85,9 +87,8 @@ enum Command {
 enum ConfigAction {
     /// Load defaults, file and environment, validate, and print the result.
     Check {
-        /// TOML configuration file
-        #[arg(long, env = "HOARD_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -137,12 +138,20 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "HOARD_LISTEN")]
     listen: Option<String>,
-    /// Directory for the default SQLite database and blobs [default: ./hoard-data]
-    #[arg(long, env = "HOARD_DATA_DIR")]
-    data_dir: Option<PathBuf>,
     /// Base URL clients reach hoard at, used in signed URLs [default: from each request]
     #[arg(long, env = "HOARD_PUBLIC_URL")]
     public_url: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Where the store is: the same flags for the server and every command that
+/// opens its store.
+#[derive(clap::Args)]
+pub struct StoreArgs {
+    /// Directory for the default SQLite database and blobs [default: ./hoard-data]
+    #[arg(long, env = "HOARD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// Metadata database: sqlite://path or postgres://... [default: SQLite in the data dir]
     #[arg(long, env = "HOARD_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -152,6 +161,24 @@ pub struct ServeArgs {
     /// TOML configuration file
     #[arg(long, env = "HOARD_CONFIG")]
     config: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// The configuration (defaults, file, environment) with these flags over it.
+    fn load(self) -> Result<config::Config> {
+        let mut config = config::Config::load(self.config.as_deref())?;
+        if let Some(v) = self.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = self.database_url {
+            config.database.url = v;
+        }
+        if let Some(v) = self.storage_url {
+            config.storage.url = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 /// Keeps glibc's heap from growing with the number of I/O threads: arenas are
@@ -168,23 +195,53 @@ fn bound_allocator() {
     }
 }
 
-fn main() -> Result<()> {
+/// Logs to standard output, as text or one JSON object per line.
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if format == "json" {
+        builder.json().with_current_span(true).init();
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init();
+    }
+}
+
+/// A user's error is a message, not a crash: printed with its causes and no
+/// backtrace, whatever RUST_BACKTRACE says; exit status 1.
+fn main() -> std::process::ExitCode {
     bound_allocator();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HOARD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
-    match cli.command {
+    match run(cli.command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(command: Command) -> Result<()> {
+    if let Command::Serve(args) = command {
+        return run_server(args);
+    }
+    init_logging("text");
+    match command {
+        Command::Serve(_) => unreachable!("handled above"),
         Command::Config {
-            action: ConfigAction::Check { config },
+            action: ConfigAction::Check { store },
         } => {
-            let config = config::Config::load(config.as_deref())?;
-            config.validate()?;
+            let config = store.load()?;
             print!("{}", toml::to_string(&config.masked())?);
             Ok(())
         }
@@ -210,69 +267,57 @@ fn main() -> Result<()> {
             dry_run,
             namespace,
             at,
-            config,
+            store,
         } => {
-            let config = config::Config::load(config.as_deref())?;
-            config.validate()?;
+            let config = store.load()?;
             let options = gc::Options {
                 dry_run,
                 namespace,
                 at,
             };
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?
-                .block_on(gc::run(config, options))
+            runtime()?.block_on(gc::run(config, options))
         }
         Command::Verify {
             dry_run,
             namespace,
-            config,
+            store,
         } => {
-            let config = config::Config::load(config.as_deref())?;
-            config.validate()?;
-            let whole = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?
-                .block_on(verify::run(config, verify::Options { dry_run, namespace }))?;
+            let config = store.load()?;
+            let whole =
+                runtime()?.block_on(verify::run(config, verify::Options { dry_run, namespace }))?;
             if !whole {
                 std::process::exit(1);
             }
             Ok(())
         }
+        Command::Cache(args) => runtime()?.block_on(cache::run(args)),
         Command::Runner { action } => run_runner(action),
         Command::Healthcheck { url, config } => {
             let config = config::Config::load(config.as_deref())?;
             healthcheck::run(url.as_deref(), &config.listen)
         }
-        Command::Serve(args) => {
-            let mut config = config::Config::load(args.config.as_deref())?;
-            if let Some(v) = args.listen {
-                config.listen = v;
-            }
-            if let Some(v) = args.data_dir {
-                config.data_dir = v;
-            }
-            if let Some(v) = args.public_url {
-                config.public_url = v;
-            }
-            if let Some(v) = args.database_url {
-                config.database.url = v;
-            }
-            if let Some(v) = args.storage_url {
-                config.storage.url = v;
-            }
-            config.validate()?;
-            // Blocking threads only do bounded disk work (no thread waits on a
-            // client), so a few dozen keep the disk busy; more would only
-            // cost memory.
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .max_blocking_threads(32)
-                .build()?
-                .block_on(serve::run(config))
-        }
     }
+}
+
+fn run_server(args: ServeArgs) -> Result<()> {
+    let listen = args.listen;
+    let public_url = args.public_url;
+    let mut config = args.store.load()?;
+    if let Some(v) = listen {
+        config.listen = v;
+    }
+    if let Some(v) = public_url {
+        config.public_url = v;
+    }
+    config.validate()?;
+    init_logging(&config.log.format);
+    // Blocking threads only do bounded disk work (no thread waits on a
+    // client), so a few dozen keep the disk busy; more would only cost memory.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(32)
+        .build()?
+        .block_on(serve::run(config))
 }
 
 fn run_runner(action: RunnerAction) -> Result<()> {

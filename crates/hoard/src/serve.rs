@@ -13,6 +13,8 @@ use hoard_server::auth::tenant::{Tenant, TokenHash};
 use hoard_server::auth::Authenticator;
 use hoard_server::connections::{self, ConnLimits};
 use hoard_server::flow::{FlowLimits, InFlight};
+use hoard_server::management::Management;
+use hoard_server::metrics::{Metrics, MetricsConfig};
 use hoard_server::passthrough::Upstream;
 use hoard_server::{router, AppState, HttpLimits};
 use hoard_storage::StorageOptions;
@@ -72,11 +74,88 @@ fn storage_options(config: &Config) -> StorageOptions {
     }
 }
 
+/// Whether opening a store may create it: the server does, a maintenance
+/// command (`gc`, `verify`) pointed at the wrong place must not make an empty
+/// store and report that nothing is in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    CreateIfMissing,
+    MustExist,
+}
+
+/// The local path of a `sqlite://` or `file://` URL (query dropped), if it is one.
+fn local_path(url: &str, scheme: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix(scheme)?;
+    Some(rest.split('?').next().unwrap_or(rest).into())
+}
+
+/// Refuses, with where to look, when the store's local parts are not there.
+fn check_store_exists(config: &Config) -> Result<()> {
+    let hint = "pass the server's --data-dir (or --database-url and --storage-url, or --config)";
+    let db = match config.database.url.as_str() {
+        "" => Some(config.data_dir.join("hoard.db")),
+        url => local_path(url, "sqlite://"),
+    };
+    if let Some(db) = db.filter(|p| !p.exists()) {
+        anyhow::bail!(
+            "no hoard store here: the database {} does not exist; {hint}",
+            db.display()
+        );
+    }
+    let blobs = match config.storage.url.as_str() {
+        "" => Some(config.data_dir.join("blobs")),
+        url if url.contains("://") => local_path(url, "file://"),
+        url => Some(url.into()),
+    };
+    if let Some(dir) = blobs.filter(|p| !p.is_dir()) {
+        anyhow::bail!(
+            "no hoard store here: the blob directory {} does not exist; {hint}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The data dir, created if missing and checked writable, naming the user and
+/// the path when it is not (SQLite alone would only say "code: 14").
+fn prepare_data_dir(dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the data dir {} (as uid {})", dir.display(), uid()))?;
+    let probe = dir.join(format!(".hoard-write-check-{}", std::process::id()));
+    match std::fs::write(&probe, b"") {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => anyhow::bail!(
+            "the data dir {} is not writable by this process (uid {}): give that user write permission on it (e.g. chown), or choose another with --data-dir",
+            dir.display(),
+            uid()
+        ),
+        Err(e) => Err(e).with_context(|| format!("writing in the data dir {}", dir.display())),
+    }
+}
+
+fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
 /// Opens the configured database and blob store and the service on them; shared
-/// by `hoard serve` and `hoard gc`.
-pub async fn open_service(config: &Config) -> Result<(Arc<SqlStore>, Arc<CacheService>)> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+/// by `hoard serve` and the maintenance commands.
+pub async fn open_service(
+    config: &Config,
+    opening: Opening,
+) -> Result<(Arc<SqlStore>, Arc<CacheService>)> {
+    match opening {
+        Opening::MustExist => check_store_exists(config)?,
+        Opening::CreateIfMissing => {
+            let local = config.database.url.is_empty() || config.storage.url.is_empty();
+            if local {
+                prepare_data_dir(&config.data_dir)?;
+            }
+        }
+    }
     let database_url = match config.database.url.as_str() {
         "" => hoard_db::sqlite_url(&config.data_dir.join("hoard.db")),
         url => url.to_string(),
@@ -183,6 +262,39 @@ fn authenticator(config: &Config) -> Result<Authenticator> {
     Ok(auth)
 }
 
+/// Reads entries and bytes per namespace into the metrics, now and then on
+/// every interval.
+async fn refresh_usage(metrics: Arc<Metrics>, service: Arc<CacheService>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = metrics.refresh_usage(&service).await {
+            tracing::warn!(error = %e, "could not read usage per namespace for the metrics");
+        }
+    }
+}
+
+/// The management API's admin token and repository mapping.
+fn management(config: &Config) -> Result<Management> {
+    let m = &config.management;
+    let admin_token = match m.admin_token_hash.as_str() {
+        "" => None,
+        hash => Some(
+            TokenHash::parse(hash)
+                .map_err(|e| anyhow::anyhow!("management.admin_token_hash: {e}"))?,
+        ),
+    };
+    Ok(Management {
+        admin_token,
+        repositories: m
+            .repositories
+            .iter()
+            .map(|(repo, ns)| (repo.to_lowercase(), ns.clone()))
+            .collect(),
+    })
+}
+
 /// What the start-up line tells an operator to give runners: the public URL,
 /// else the listen address when a runner could use it; an unspecified address
 /// (0.0.0.0, the container's default) is no URL for anyone, so a hint instead.
@@ -205,7 +317,7 @@ fn runner_hint(public_url: &str, addr: std::net::SocketAddr) -> String {
 pub async fn run(config: Config) -> Result<()> {
     Config::warn_unknown_variables();
     let auth = Arc::new(authenticator(&config)?);
-    let (meta, service) = open_service(&config).await?;
+    let (meta, service) = open_service(&config, Opening::CreateIfMissing).await?;
     auth.prepare().await;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -249,7 +361,13 @@ pub async fn run(config: Config) -> Result<()> {
             Some(Arc::new(upstream))
         }
     };
-    let app = router(AppState {
+    let metrics = config.metrics.enabled.then(|| {
+        Arc::new(Metrics::new(&MetricsConfig {
+            namespaces: config.metrics.namespaces.clone(),
+            top: config.metrics.top_namespaces,
+        }))
+    });
+    let state = AppState {
         service: service.clone(),
         public_url: (!config.public_url.is_empty()).then(|| config.public_url.clone()),
         auth,
@@ -264,7 +382,32 @@ pub async fn run(config: Config) -> Result<()> {
             body_idle_timeout: Duration::from_secs(l.body_idle_timeout_secs),
         })),
         upstream,
-    });
+        metrics: metrics.clone(),
+        metrics_route: metrics.is_some() && config.metrics.listen.is_empty(),
+        access_log: config.log.access,
+        management: Arc::new(management(&config)?),
+    };
+    let mut background = Vec::new();
+    if let Some(m) = &metrics {
+        background.push(tokio::spawn(refresh_usage(
+            m.clone(),
+            service.clone(),
+            Duration::from_secs(config.metrics.refresh_secs),
+        )));
+        if !config.metrics.listen.is_empty() {
+            let listener = tokio::net::TcpListener::bind(&config.metrics.listen)
+                .await
+                .with_context(|| format!("listening for metrics on {}", config.metrics.listen))?;
+            tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
+            let app = hoard_server::metrics_router(state.clone());
+            background.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            }));
+        }
+    }
+    let app = router(state);
     let conn_limits = ConnLimits {
         header_read_timeout: Duration::from_secs(l.header_read_timeout_secs),
         write_idle_timeout: Duration::from_secs(l.write_idle_timeout_secs),
@@ -276,6 +419,9 @@ pub async fn run(config: Config) -> Result<()> {
         tracing::warn!(connections = left_open, "stopped with requests unfinished");
     }
 
+    for task in background {
+        task.abort();
+    }
     tasks.stop(Duration::from_secs(5)).await;
     if let Err(e) = service.flush_accesses().await {
         tracing::warn!(error = %e, "could not record last-access times at shutdown");

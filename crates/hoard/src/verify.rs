@@ -14,7 +14,8 @@ pub struct Options {
 
 /// Returns whether every entry checked was whole.
 pub async fn run(config: Config, options: Options) -> Result<bool> {
-    let (meta, service) = crate::serve::open_service(&config).await?;
+    let (meta, service) =
+        crate::serve::open_service(&config, crate::serve::Opening::MustExist).await?;
     let mut pass = service.verify_entries(options.namespace.as_deref(), !options.dry_run, None);
     println!("namespace\tscope\tkey\tsize\tproblem");
     let (mut checked, mut bytes, mut bad) = (0usize, 0u64, 0usize);

@@ -59,6 +59,9 @@ impl CacheService {
                 self.evict(&batch).await?
             };
             for (c, r) in &batch {
+                if !dry_run {
+                    self.stats.evicted(*r);
+                }
                 seen(c, *r);
                 done.entries += 1;
                 done.bytes += c.size;
@@ -71,6 +74,7 @@ impl CacheService {
                     .await?
                 {
                     tracing::warn!("the evictor lease went to another replica mid-pass; stopping");
+                    self.stats.lease_lost();
                     break;
                 }
             }
@@ -113,10 +117,11 @@ impl CacheService {
             self.meta.refresh_statistics().await?;
         }
         let pass = self.eviction_pass(None, now).await?;
-        Ok(Some(
-            self.run_pass(pass, Some((holder, lease_ms)), false, |_, _| {})
-                .await?,
-        ))
+        let done = self
+            .run_pass(pass, Some((holder, lease_ms)), false, |_, _| {})
+            .await?;
+        self.stats.leader_pass_done(now_millis());
+        Ok(Some(done))
     }
 
     /// The most bytes one entry of `namespace` may have: its maximum entry size

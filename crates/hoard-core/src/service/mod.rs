@@ -1,6 +1,7 @@
 //! The cache service: every decision of the protocol surfaces, over a MetaStore and
 //! a BlobStore. Handlers translate wire types to these calls and errors back.
 
+mod catalog;
 mod downloads;
 mod evicting;
 mod housekeeping;
@@ -95,6 +96,7 @@ pub struct CacheService {
     /// Namespaces that committed an entry since the last pressure check.
     pressure: Mutex<HashSet<String>>,
     pressure_notify: tokio::sync::Notify,
+    stats: crate::stats::Stats,
 }
 
 /// What one eviction pass removed.
@@ -125,6 +127,7 @@ impl CacheService {
             accesses: Mutex::new(HashMap::new()),
             pressure: Mutex::new(HashSet::new()),
             pressure_notify: tokio::sync::Notify::new(),
+            stats: crate::stats::Stats::default(),
         }
     }
 

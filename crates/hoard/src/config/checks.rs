@@ -19,6 +19,7 @@ impl Config {
         for t in &mut c.auth.tenants {
             t.token_hash = mask(&t.token_hash);
         }
+        c.management.admin_token_hash = mask(&c.management.admin_token_hash);
         c
     }
 
@@ -53,6 +54,24 @@ impl Config {
         }
         if self.storage.part_size_bytes < 5 * 1024 * 1024 {
             bail!("storage.part_size_bytes must be at least 5 MiB (S3's smallest part)");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!("log.format must be text or json, not {:?}", self.log.format);
+        }
+        if self.metrics.refresh_secs == 0 {
+            bail!("metrics.refresh_secs must be positive");
+        }
+        if !self.management.admin_token_hash.is_empty() {
+            hoard_server::auth::tenant::TokenHash::parse(&self.management.admin_token_hash)
+                .map_err(|e| anyhow::anyhow!("management.admin_token_hash: {e}"))?;
+        }
+        for (repo, ns) in &self.management.repositories {
+            let parts: Vec<&str> = repo.split('/').collect();
+            if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) || ns.is_empty() {
+                bail!(
+                    "management.repositories: {repo:?} = {ns:?} must map owner/repo to a namespace"
+                );
+            }
         }
         let l = &self.limits;
         if l.uploads_in_flight == 0

@@ -157,6 +157,29 @@ impl Config {
             "HOARD_DOWNLOADS_DELETE_GRACE_SECS",
             &mut self.downloads.delete_grace_secs,
         )?;
+        if let Ok(v) = std::env::var("HOARD_METRICS_ENABLED") {
+            self.metrics.enabled = parse_bool("HOARD_METRICS_ENABLED", &v)?;
+        }
+        parse_env("HOARD_METRICS_LISTEN", &mut self.metrics.listen)?;
+        if let Ok(v) = std::env::var("HOARD_METRICS_NAMESPACES") {
+            self.metrics.namespaces = list(&v);
+        }
+        parse_env(
+            "HOARD_METRICS_TOP_NAMESPACES",
+            &mut self.metrics.top_namespaces,
+        )?;
+        parse_env_secs("HOARD_METRICS_REFRESH_SECS", &mut self.metrics.refresh_secs)?;
+        if let Ok(v) = std::env::var("HOARD_LOG_ACCESS") {
+            self.log.access = parse_bool("HOARD_LOG_ACCESS", &v)?;
+        }
+        parse_env("HOARD_LOG_FORMAT", &mut self.log.format)?;
+        parse_env(
+            "HOARD_MANAGEMENT_ADMIN_TOKEN_HASH",
+            &mut self.management.admin_token_hash,
+        )?;
+        if let Ok(v) = std::env::var("HOARD_MANAGEMENT_REPOSITORIES") {
+            self.management.repositories = parse_repositories(&v)?;
+        }
         Ok(())
     }
 }
@@ -185,12 +208,21 @@ fn parse_env_with<T: TryFrom<u64>>(
 
 fn parse_env<T: std::str::FromStr>(name: &str, slot: &mut T) -> Result<()> {
     if let Ok(v) = std::env::var(name) {
-        *slot = v
-            .trim()
-            .parse()
-            .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid value"))?;
+        *slot = v.trim().parse().map_err(|_| {
+            anyhow::anyhow!("{name}={v:?} is not valid: expected {}", expected::<T>())
+        })?;
     }
     Ok(())
+}
+
+/// What a value of type `T` looks like, for an error message.
+fn expected<T>() -> &'static str {
+    match std::any::type_name::<T>() {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)",
+        "i32" | "i64" => "a whole number",
+        "f64" => "a number",
+        _ => "a valid value (docs/configuration.md)",
+    }
 }
 
 /// A comma-separated list, blanks dropped.
@@ -212,6 +244,17 @@ pub(super) fn parse_tenants(v: &str) -> Result<Vec<TenantConfig>> {
                 token_hash: hash.trim().to_string(),
             }),
             None => bail!("HOARD_AUTH_TENANTS takes name=token_hash pairs separated by commas"),
+        })
+        .collect()
+}
+
+/// `owner/repo=namespace,...` (HOARD_MANAGEMENT_REPOSITORIES).
+fn parse_repositories(v: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    list(v)
+        .into_iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((repo, ns)) => Ok((repo.trim().to_string(), ns.trim().to_string())),
+            None => bail!("HOARD_MANAGEMENT_REPOSITORIES takes owner/repo=namespace pairs separated by commas"),
         })
         .collect()
 }
@@ -262,6 +305,15 @@ pub(super) const CONFIG_VARIABLES: &[&str] = &[
     "HOARD_LIMITS_UPLOADS_PER_MINUTE",
     "HOARD_LIMITS_WRITE_IDLE_TIMEOUT_SECS",
     "HOARD_LISTEN",
+    "HOARD_LOG_ACCESS",
+    "HOARD_LOG_FORMAT",
+    "HOARD_MANAGEMENT_ADMIN_TOKEN_HASH",
+    "HOARD_MANAGEMENT_REPOSITORIES",
+    "HOARD_METRICS_ENABLED",
+    "HOARD_METRICS_LISTEN",
+    "HOARD_METRICS_NAMESPACES",
+    "HOARD_METRICS_REFRESH_SECS",
+    "HOARD_METRICS_TOP_NAMESPACES",
     "HOARD_PASSTHROUGH_TIMEOUT_SECS",
     "HOARD_PASSTHROUGH_UPSTREAM",
     "HOARD_PUBLIC_URL",
@@ -286,7 +338,7 @@ pub(super) const CONFIG_VARIABLES: &[&str] = &[
 ];
 
 /// Variables hoard reads that are not configuration keys.
-const OTHER_VARIABLES: [&str; 2] = ["HOARD_CONFIG", "HOARD_LOG"];
+const OTHER_VARIABLES: [&str; 4] = ["HOARD_CONFIG", "HOARD_LOG", "HOARD_TOKEN", "HOARD_URL"];
 
 /// `HOARD_*` names among `names` that hoard does not read: a misspelt setting
 /// would otherwise be ignored without a word.

@@ -34,6 +34,69 @@ pub struct Config {
     pub auth: Auth,
     pub limits: Limits,
     pub passthrough: Passthrough,
+    pub metrics: Metrics,
+    pub log: Log,
+    pub management: Management,
+}
+
+/// Prometheus metrics (`/metrics`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Metrics {
+    pub enabled: bool,
+    /// An address of its own for `/metrics` (e.g. `0.0.0.0:9090`); empty: on
+    /// the main listener.
+    pub listen: String,
+    /// Namespaces counted under their own label; empty: the
+    /// `top_namespaces` largest. Every other namespace is `other`.
+    pub namespaces: Vec<String>,
+    pub top_namespaces: usize,
+    /// How often entries and bytes per namespace are read from the database.
+    #[serde(deserialize_with = "units::secs")]
+    pub refresh_secs: u64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            enabled: true,
+            listen: String::new(),
+            namespaces: Vec::new(),
+            top_namespaces: hoard_server::metrics::MetricsConfig::default().top,
+            refresh_secs: 30,
+        }
+    }
+}
+
+/// What hoard logs and how.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// One info line per request (no secrets).
+    pub access: bool,
+    /// `text` or `json` (one JSON object per line).
+    pub format: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            access: true,
+            format: "text".into(),
+        }
+    }
+}
+
+/// The management API (docs/management-api.md).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Management {
+    /// Hash of the admin token (`hoard auth new-token`); empty: only
+    /// namespaces' own tokens, where the auth mode verifies them.
+    pub admin_token_hash: String,
+    /// `"owner/repo" = "namespace"`: these namespaces also answer on GitHub's
+    /// paths (`/repos/{owner}/{repo}/actions/caches`).
+    pub repositories: std::collections::BTreeMap<String, String>,
 }
 
 /// Where calls under the results URL that hoard does not serve (the artifact
@@ -355,6 +418,9 @@ impl Default for Config {
             auth: Auth::default(),
             limits: Limits::default(),
             passthrough: Passthrough::default(),
+            metrics: Metrics::default(),
+            log: Log::default(),
+            management: Management::default(),
         }
     }
 }
