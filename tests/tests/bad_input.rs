@@ -80,12 +80,14 @@ async fn twirp_bad_input_gets_twirp_errors() {
     assert_eq!((st, v["code"].as_str()), (404, Some("bad_route")));
     let (st, v) = twirp_raw(&s, "CreateCacheEntry", "text/plain", b"{}".to_vec()).await;
     assert_eq!((st, v["code"].as_str()), (404, Some("bad_route")));
-    // Missing key, empty key, key over 512 characters, missing version.
+    // Missing key, empty key, key over 512 characters, missing version, a
+    // version PostgreSQL could not store (not a storage failure to retry).
     for body in [
         json!({"version": V}),
         json!({"key": "", "version": V}),
         json!({"key": "k".repeat(513), "version": V}),
         json!({"key": "k"}),
+        json!({"key": "k", "version": "v\u{0}1"}),
     ] {
         let (st, v) = twirp_raw(
             &s,

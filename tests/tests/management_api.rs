@@ -18,7 +18,10 @@ async fn the_live_api_conforms_to_its_openapi_document() {
         save(&server, key, "v", &vec![i as u8; 1000 * (i + 1)]).await;
     }
     let tool = std::env::var("HOARD_SCHEMATHESIS").unwrap_or_else(|_| "schemathesis".into());
+    // Schemathesis keeps a cache of what it found in its working directory.
+    let scratch = tempfile::tempdir().unwrap();
     let out = Command::new(&tool)
+        .current_dir(scratch.path())
         .arg("run")
         .arg(format!("{}/_hoard/api/openapi.json", server.url))
         .args(["--url", &server.url])

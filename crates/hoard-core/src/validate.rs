@@ -20,6 +20,11 @@ pub fn scopes(read_scopes: &[String]) -> Result<(), CoreError> {
             "cache read denied: the token grants no readable scope".into(),
         ));
     }
+    if read_scopes.iter().any(|s| s.contains('\0')) {
+        return Err(CoreError::InvalidArgument(
+            "the token names a scope with a NUL character".into(),
+        ));
+    }
     if read_scopes.len() > MAX_SCOPES_PER_CALLER {
         return Err(CoreError::InvalidArgument(format!(
             "the token names {} readable scopes; at most {MAX_SCOPES_PER_CALLER} are searched",
@@ -66,6 +71,13 @@ impl NameLimits {
     pub fn version(&self, version: &str) -> Result<(), CoreError> {
         if version.is_empty() {
             return Err(CoreError::InvalidArgument("the version is empty".into()));
+        }
+        // Versions are text in the database; PostgreSQL takes no NUL in text
+        // (keys are stored as bytes and may hold anything).
+        if version.contains('\0') {
+            return Err(CoreError::InvalidArgument(
+                "the version contains a NUL character".into(),
+            ));
         }
         if version.chars().count() > self.version_chars {
             return Err(CoreError::InvalidArgument(format!(

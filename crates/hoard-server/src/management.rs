@@ -184,7 +184,9 @@ async fn authorize(
     namespace: &str,
     deleting: bool,
 ) -> Result<(), ApiError> {
-    match access(app, headers).await? {
+    let access = access(app, headers).await?;
+    plain("namespace", namespace)?;
+    match access {
         Access::Admin => Ok(()),
         Access::Namespace {
             namespace: own,
@@ -226,6 +228,15 @@ fn note(request: &Request, operation: &'static str, namespace: Option<&str>) {
     }
 }
 
+/// Text no entry can hold (the databases store no NUL in text): refused like
+/// any other bad parameter, before it reaches a query.
+fn plain(name: &str, value: &str) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::invalid(format!("{name} must not contain NUL")));
+    }
+    Ok(())
+}
+
 /// The namespace of a GitHub-shaped path.
 fn mapped(app: &AppState, owner: &str, repo: &str) -> Result<String, ApiError> {
     app.management
@@ -250,7 +261,7 @@ pub struct ListParams {
 /// `per_page` (1-100, default 30) and `page` (from 1) as limit and offset.
 fn paging(per_page: Option<&str>, page: Option<&str>) -> Result<(i64, i64), ApiError> {
     let per_page: i64 = match per_page {
-        None | Some("") => 30,
+        None => 30,
         Some(v) => v
             .parse()
             .ok()
@@ -258,7 +269,7 @@ fn paging(per_page: Option<&str>, page: Option<&str>) -> Result<(i64, i64), ApiE
             .ok_or_else(|| ApiError::invalid("per_page must be a number from 1 to 100"))?,
     };
     let page: i64 = match page {
-        None | Some("") => 1,
+        None => 1,
         Some(v) => v
             .parse()
             .ok()
@@ -270,9 +281,11 @@ fn paging(per_page: Option<&str>, page: Option<&str>) -> Result<(i64, i64), ApiE
 
 impl ListParams {
     fn query(&self) -> Result<CatalogQuery, ApiError> {
+        plain("key", self.key.as_deref().unwrap_or(""))?;
+        plain("ref", self.git_ref.as_deref().unwrap_or(""))?;
         let (limit, offset) = paging(self.per_page.as_deref(), self.page.as_deref())?;
         let sort = match self.sort.as_deref() {
-            None | Some("") | Some("last_accessed_at") => CatalogSort::LastAccessedAt,
+            None | Some("last_accessed_at") => CatalogSort::LastAccessedAt,
             Some("created_at") => CatalogSort::CreatedAt,
             Some("size_in_bytes") => CatalogSort::Size,
             Some(_) => {
@@ -282,7 +295,7 @@ impl ListParams {
             }
         };
         let descending = match self.direction.as_deref() {
-            None | Some("") | Some("desc") => true,
+            None | Some("desc") => true,
             Some("asc") => false,
             Some(_) => return Err(ApiError::invalid("direction must be asc or desc")),
         };
@@ -375,6 +388,8 @@ async fn delete_by_key(
         .key
         .filter(|k| !k.is_empty())
         .ok_or_else(|| ApiError::invalid("key is required"))?;
+    plain("key", &key)?;
+    plain("ref", params.git_ref.as_deref().unwrap_or(""))?;
     let which = Selection::Key {
         key,
         scope: params.git_ref.filter(|r| !r.is_empty()),
