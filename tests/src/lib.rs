@@ -5,6 +5,7 @@
 //! `sqlite-dir` (default: SQLite + a directory), `pg-dir` (a throwaway PostgreSQL
 //! database + a directory) or `pg-s3` (PostgreSQL + a real S3 server).
 
+pub mod objects;
 pub mod postgres;
 pub mod proxy;
 pub mod s3;
@@ -293,38 +294,22 @@ impl Server {
         next
     }
 
-    /// The directory on disk that holds the objects, whichever store keeps them
-    /// (the S3 test server keeps a bucket's objects as files).
-    fn objects_dir(&self) -> PathBuf {
+    /// The store's objects, reached behind hoard's back.
+    pub fn objects(&self) -> objects::Objects {
         match &self.deployment.s3 {
-            Some(s3) => s3.bucket_dir().join("cache"),
-            None => self.data_dir.join("blobs/objects"),
+            Some(s3) => s3.objects("cache"),
+            None => objects::Objects::Dir(self.data_dir.join("blobs/objects")),
         }
     }
 
     /// Writes an object behind hoard's back, as a crash would leave one.
     pub fn plant_object(&self, name: &str, bytes: &[u8]) {
-        let path = self.objects_dir().join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
+        self.objects().write(name, bytes);
     }
 
-    /// The files holding entry `id`'s objects (an S3 server may leave empty
-    /// directories behind; they hold nothing).
-    pub fn entry_objects(&self, id: &str) -> Vec<PathBuf> {
-        let dir = self.objects_dir().join("entries").join(id);
-        let mut files = Vec::new();
-        let mut stack = vec![dir];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    stack.push(e.path());
-                } else {
-                    files.push(e.path());
-                }
-            }
-        }
-        files
+    /// The names of entry `id`'s objects.
+    pub fn entry_objects(&self, id: &str) -> Vec<String> {
+        self.objects().list(&format!("entries/{id}"))
     }
 
     /// `ACTIONS_RESULTS_URL` as a runner would set it.

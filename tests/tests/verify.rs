@@ -9,26 +9,21 @@ use std::time::{Duration, Instant};
 const V: &str = "verify-version";
 
 fn flip_a_byte(server: &Server, id: &str) {
-    let file = &server.entry_objects(id)[0];
-    let mut bytes = std::fs::read(file).unwrap();
+    let name = &server.entry_objects(id)[0];
+    let mut bytes = server.objects().read(name);
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
-    std::fs::write(file, bytes).unwrap();
+    server.objects().write(name, &bytes);
 }
 
 fn truncate(server: &Server, id: &str) {
-    let file = &server.entry_objects(id)[0];
-    let len = std::fs::metadata(file).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(file)
-        .unwrap()
-        .set_len(len - 100)
-        .unwrap();
+    let name = &server.entry_objects(id)[0];
+    let bytes = server.objects().read(name);
+    server.objects().write(name, &bytes[..bytes.len() - 100]);
 }
 
 fn remove(server: &Server, id: &str) {
-    std::fs::remove_file(&server.entry_objects(id)[0]).unwrap();
+    server.objects().remove(&server.entry_objects(id)[0]);
 }
 
 fn content(seed: u8) -> Vec<u8> {
