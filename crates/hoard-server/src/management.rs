@@ -37,15 +37,12 @@ pub struct Management {
 pub fn routes() -> Router<AppState> {
     let ns = "/_hoard/api/namespaces/{namespace}";
     let mut r = Router::new()
-        .route(
-            &format!("{ns}/caches"),
-            get(list_namespace).delete(delete_by_key_namespace),
-        )
+        .route(&format!("{ns}/caches"), get(list).delete(delete_by_key))
         .route(
             &format!("{ns}/caches/{{cache_id}}"),
-            axum::routing::delete(delete_by_id_namespace),
+            axum::routing::delete(delete_by_id),
         )
-        .route(&format!("{ns}/cache/usage"), get(usage_namespace))
+        .route(&format!("{ns}/cache/usage"), get(usage))
         .route("/_hoard/api/cache/usage", get(usage_all))
         .route(
             "/_hoard/api/cache/usage-by-namespace",
@@ -55,15 +52,12 @@ pub fn routes() -> Router<AppState> {
     for base in ["", "/api/v3"] {
         let repo = format!("{base}/repos/{{owner}}/{{repo}}/actions");
         r = r
-            .route(
-                &format!("{repo}/caches"),
-                get(list_repo).delete(delete_by_key_repo),
-            )
+            .route(&format!("{repo}/caches"), get(list).delete(delete_by_key))
             .route(
                 &format!("{repo}/caches/{{cache_id}}"),
-                axum::routing::delete(delete_by_id_repo),
+                axum::routing::delete(delete_by_id),
             )
-            .route(&format!("{repo}/cache/usage"), get(usage_repo));
+            .route(&format!("{repo}/cache/usage"), get(usage));
     }
     r
 }
@@ -237,12 +231,25 @@ fn plain(name: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The namespace of a GitHub-shaped path.
-fn mapped(app: &AppState, owner: &str, repo: &str) -> Result<String, ApiError> {
+/// The path's parameters: `{namespace}`, or GitHub's `{owner}/{repo}`, and
+/// `{cache_id}` where there is one. Both path shapes share every handler.
+type PathParams = Path<HashMap<String, String>>;
+
+/// The namespace a path names and the `full_name` usage answers with: the
+/// namespace itself, or `owner/repo` mapped to one in the configuration.
+fn target(app: &AppState, params: &HashMap<String, String>) -> Result<(String, String), ApiError> {
+    if let Some(ns) = params.get("namespace") {
+        return Ok((ns.clone(), ns.clone()));
+    }
+    let (owner, repo) = (
+        params.get("owner").map_or("", String::as_str),
+        params.get("repo").map_or("", String::as_str),
+    );
+    let full_name = format!("{owner}/{repo}");
     app.management
         .repositories
-        .get(&format!("{owner}/{repo}").to_lowercase())
-        .cloned()
+        .get(&full_name.to_lowercase())
+        .map(|ns| (ns.clone(), full_name))
         .ok_or_else(ApiError::not_found)
 }
 
@@ -358,9 +365,14 @@ fn listed(total_count: u64, entries: Vec<Entry>) -> Response {
     )
 }
 
-async fn list(app: &AppState, request: Request, namespace: String) -> Result<Response, ApiError> {
+async fn list(
+    State(app): State<AppState>,
+    Path(params): PathParams,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (namespace, _) = target(&app, &params)?;
     note(&request, "list_caches", Some(&namespace));
-    authorize(app, request.headers(), &namespace, false).await?;
+    authorize(&app, request.headers(), &namespace, false).await?;
     let Query(params): Query<ListParams> =
         Query::try_from_uri(request.uri()).map_err(|e| ApiError::invalid(e.body_text()))?;
     let (total, entries) = app.service.catalog(&namespace, &params.query()?).await?;
@@ -376,12 +388,13 @@ struct DeleteParams {
 }
 
 async fn delete_by_key(
-    app: &AppState,
+    State(app): State<AppState>,
+    Path(params): PathParams,
     request: Request,
-    namespace: String,
 ) -> Result<Response, ApiError> {
+    let (namespace, _) = target(&app, &params)?;
     note(&request, "delete_caches_by_key", Some(&namespace));
-    authorize(app, request.headers(), &namespace, true).await?;
+    authorize(&app, request.headers(), &namespace, true).await?;
     let Query(params): Query<DeleteParams> =
         Query::try_from_uri(request.uri()).map_err(|e| ApiError::invalid(e.body_text()))?;
     let key = params
@@ -403,13 +416,14 @@ async fn delete_by_key(
 }
 
 async fn delete_by_id(
-    app: &AppState,
+    State(app): State<AppState>,
+    Path(params): PathParams,
     request: Request,
-    namespace: String,
-    id: &str,
 ) -> Result<Response, ApiError> {
+    let (namespace, _) = target(&app, &params)?;
+    let id = params.get("cache_id").map_or("", String::as_str);
     note(&request, "delete_cache_by_id", Some(&namespace));
-    authorize(app, request.headers(), &namespace, true).await?;
+    authorize(&app, request.headers(), &namespace, true).await?;
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::invalid("cache_id must be a number"))?;
@@ -429,13 +443,13 @@ struct NamespaceUsage {
 }
 
 async fn usage(
-    app: &AppState,
+    State(app): State<AppState>,
+    Path(params): PathParams,
     request: Request,
-    namespace: String,
-    full_name: String,
 ) -> Result<Response, ApiError> {
+    let (namespace, full_name) = target(&app, &params)?;
     note(&request, "namespace_usage", Some(&namespace));
-    authorize(app, request.headers(), &namespace, false).await?;
+    authorize(&app, request.headers(), &namespace, false).await?;
     let u = app.service.namespace_usage(&namespace).await?;
     Ok(json(
         StatusCode::OK,
@@ -445,74 +459,6 @@ async fn usage(
             active_caches_count: u.entries,
         },
     ))
-}
-
-async fn list_namespace(
-    State(app): State<AppState>,
-    Path(namespace): Path<String>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    list(&app, request, namespace).await
-}
-
-async fn delete_by_key_namespace(
-    State(app): State<AppState>,
-    Path(namespace): Path<String>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    delete_by_key(&app, request, namespace).await
-}
-
-async fn delete_by_id_namespace(
-    State(app): State<AppState>,
-    Path((namespace, id)): Path<(String, String)>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    delete_by_id(&app, request, namespace, &id).await
-}
-
-async fn usage_namespace(
-    State(app): State<AppState>,
-    Path(namespace): Path<String>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    usage(&app, request, namespace.clone(), namespace).await
-}
-
-async fn list_repo(
-    State(app): State<AppState>,
-    Path((owner, repo)): Path<(String, String)>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let namespace = mapped(&app, &owner, &repo)?;
-    list(&app, request, namespace).await
-}
-
-async fn delete_by_key_repo(
-    State(app): State<AppState>,
-    Path((owner, repo)): Path<(String, String)>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let namespace = mapped(&app, &owner, &repo)?;
-    delete_by_key(&app, request, namespace).await
-}
-
-async fn delete_by_id_repo(
-    State(app): State<AppState>,
-    Path((owner, repo, id)): Path<(String, String, String)>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let namespace = mapped(&app, &owner, &repo)?;
-    delete_by_id(&app, request, namespace, &id).await
-}
-
-async fn usage_repo(
-    State(app): State<AppState>,
-    Path((owner, repo)): Path<(String, String)>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let namespace = mapped(&app, &owner, &repo)?;
-    usage(&app, request, namespace, format!("{owner}/{repo}")).await
 }
 
 async fn usage_all(State(app): State<AppState>, request: Request) -> Result<Response, ApiError> {
