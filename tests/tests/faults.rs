@@ -80,7 +80,16 @@ async fn s3_down_at_download_gives_5xx_not_a_short_body() {
     let r = reqwest::get(&url).await.unwrap();
     assert_eq!(r.status().as_u16(), 503);
     deployment.s3.as_ref().unwrap().resume();
-    let r = reqwest::get(&url).await.unwrap();
+    // A restarted SeaweedFS answers before its volumes are back: the client
+    // retries the 503 until the bytes come, as the toolkit does.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        let r = reqwest::get(&url).await.unwrap();
+        if r.status().as_u16() != 503 || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.bytes().await.unwrap().len(), 3 << 20);
 }
