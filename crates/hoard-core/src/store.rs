@@ -254,8 +254,11 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Prefixes whose deletion is due at `now`, at most `limit`.
     async fn due_dooms(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError>;
 
-    /// Forgets a scheduled deletion once carried out.
-    async fn forget_doom(&self, prefix: &str) -> Result<(), StoreError>;
+    /// Forgets scheduled deletions (prefix, owner) once carried out, with the
+    /// `parts` and `blocks` rows of the entry (`owner`) whose objects these
+    /// were: an eviction pass leaves them to this, so it only removes what
+    /// lookups see. One transaction for all.
+    async fn forget_dooms(&self, done: &[(String, Option<i64>)]) -> Result<(), StoreError>;
 
     /// Of `ids`, those that have an entry in any state.
     async fn existing_entries(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError>;

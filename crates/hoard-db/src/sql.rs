@@ -326,6 +326,38 @@ async fn by_entry(tx: &mut Tx<'_>, sql: &str, entry_id: i64) -> Result<(), Store
     Ok(())
 }
 
+/// Deletes the parts and staged blocks of `entry_ids` (no foreign key cascades
+/// them: see the migration `parts_without_cascade`).
+async fn delete_rows_of(tx: &mut Tx<'_>, entry_ids: &[i64]) -> Result<(), StoreError> {
+    for chunk in entry_ids.chunks(INSERT_CHUNK) {
+        for table in ["parts", "blocks"] {
+            let sql = format!(
+                "DELETE FROM {table} WHERE entry_id IN {}",
+                values(1, chunk.len(), 1)
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut **tx).await.map_err(backend)?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes entries with a statement that returns their ids, and their rows in
+/// `parts` and `blocks`, in one transaction.
+async fn delete_with_rows<'q>(
+    pool: &AnyPool,
+    query: sqlx::query::QueryScalar<'q, Any, i64, sqlx::any::AnyArguments<'q>>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    let ids = query.fetch_all(&mut *tx).await.map_err(backend)?;
+    delete_rows_of(&mut tx, &ids).await?;
+    commit(tx).await?;
+    Ok(ids)
+}
+
 async fn object_names(
     tx: &mut Tx<'_>,
     sql: &str,
@@ -423,6 +455,7 @@ impl MetaStore for SqlStore {
                 return Ok(Reservation::Taken);
             }
             by_entry(&mut tx, "DELETE FROM entries WHERE id = $1", id).await?;
+            delete_rows_of(&mut tx, &[id]).await?;
             replaced = Some(id);
         }
         // Another replica may reserve the same key between the read above and this
@@ -986,17 +1019,15 @@ impl MetaStore for SqlStore {
         scope: &str,
         key: &str,
     ) -> Result<Vec<i64>, StoreError> {
-        sqlx::query_scalar(
+        let query = sqlx::query_scalar(
             "DELETE FROM entries
              WHERE namespace = $1 AND scope = $2 AND key = $3 AND state = 'committed'
              RETURNING id",
         )
         .bind(namespace)
         .bind(scope)
-        .bind(key.as_bytes())
-        .fetch_all(&self.write)
-        .await
-        .map_err(backend)
+        .bind(key.as_bytes());
+        delete_with_rows(&self.write, query).await
     }
 
     async fn stale_uploads(&self, before: i64, limit: i64) -> Result<Vec<Entry>, StoreError> {
@@ -1015,17 +1046,15 @@ impl MetaStore for SqlStore {
     }
 
     async fn delete_stale_uploads(&self, before: i64, limit: i64) -> Result<Vec<i64>, StoreError> {
-        sqlx::query_scalar(
+        let query = sqlx::query_scalar(
             "DELETE FROM entries WHERE id IN (
                 SELECT id FROM entries
                 WHERE state IN ('pending', 'uploaded') AND created_at < $1 LIMIT $2
              ) RETURNING id",
         )
         .bind(before)
-        .bind(limit)
-        .fetch_all(&self.write)
-        .await
-        .map_err(backend)
+        .bind(limit);
+        delete_with_rows(&self.write, query).await
     }
 
     async fn touch(&self, accesses: &[(i64, i64)]) -> Result<(), StoreError> {
@@ -1070,13 +1099,22 @@ impl MetaStore for SqlStore {
         .map_err(backend)
     }
 
-    async fn forget_doom(&self, prefix: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM doomed_objects WHERE prefix = $1")
-            .bind(prefix)
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
-        Ok(())
+    async fn forget_dooms(&self, done: &[(String, Option<i64>)]) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let owners: Vec<i64> = done.iter().filter_map(|(_, owner)| *owner).collect();
+        delete_rows_of(&mut tx, &owners).await?;
+        for chunk in done.chunks(INSERT_CHUNK) {
+            let sql = format!(
+                "DELETE FROM doomed_objects WHERE prefix IN {}",
+                values(1, chunk.len(), 1)
+            );
+            let mut q = sqlx::query(&sql);
+            for (prefix, _) in chunk {
+                q = q.bind(prefix.as_str());
+            }
+            q.execute(&mut *tx).await.map_err(backend)?;
+        }
+        commit(tx).await
     }
 
     async fn existing_entries(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
@@ -1292,8 +1330,13 @@ impl MetaStore for SqlStore {
                 }
             }
         };
-        let rows = q.fetch_all(&self.write).await.map_err(backend)?;
-        rows.iter().map(entry_from_row).collect()
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let rows = q.fetch_all(&mut *tx).await.map_err(backend)?;
+        let entries: Vec<Entry> = rows.iter().map(entry_from_row).collect::<Result<_, _>>()?;
+        let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
+        delete_rows_of(&mut tx, &ids).await?;
+        commit(tx).await?;
+        Ok(entries)
     }
 
     async fn check_ready(&self) -> Result<(), StoreError> {
@@ -1324,7 +1367,9 @@ impl MetaStore for SqlStore {
     ) -> Result<Vec<i64>, StoreError> {
         // One transaction for the whole batch: entries and their scheduled
         // deletions go together, and a pass commits (and on PostgreSQL syncs)
-        // once per batch rather than per statement.
+        // once per batch rather than per statement. Their parts and blocks
+        // rows go with their objects, after the grace period (`forget_doom`):
+        // the pass removes only what lookups see.
         let mut tx = self.write.begin().await.map_err(backend)?;
         let mut deleted = Vec::new();
         for chunk in entries.chunks(DELETE_CHUNK) {

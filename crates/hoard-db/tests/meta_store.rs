@@ -336,7 +336,7 @@ async fn doomed_objects_come_due_in_order(s: &SqlStore) {
         s.due_dooms(5000, 1).await.unwrap(),
         vec!["entries/1".to_string()]
     );
-    s.forget_doom("entries/1").await.unwrap();
+    s.forget_dooms(&[("entries/1".into(), None)]).await.unwrap();
     s.doom(&["entries/2".into()], 8000).await.unwrap();
     assert!(s.due_dooms(5000, 10).await.unwrap().is_empty());
     assert_eq!(s.due_dooms(9000, 10).await.unwrap().len(), 2);
@@ -403,6 +403,52 @@ async fn eviction_reads_lru_and_spares_entries_used_since(s: &SqlStore) {
         .unwrap()
         .is_some());
     assert_eq!(s.namespaces().await.unwrap(), vec!["team/a".to_string()]);
+}
+
+/// Parts go with their entry: at once for a single delete, with the entry's
+/// objects for an eviction pass (which removes only what lookups see), and
+/// never another entry's.
+async fn parts_of_deleted_entries_go_at_once_or_with_their_objects(s: &SqlStore) {
+    let by_key = s
+        .insert_committed("ns", "main", "by-key", "v", 1, "o1", 3)
+        .await
+        .unwrap();
+    let evicted = s
+        .insert_committed("ns", "main", "evicted", "v", 2, "o2", 3)
+        .await
+        .unwrap();
+    let kept = s
+        .insert_committed("ns", "main", "kept", "v", 3, "o3", 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.delete_key("ns", "main", "by-key").await.unwrap(),
+        vec![by_key]
+    );
+    assert!(s.parts(by_key).await.unwrap().is_empty());
+    let prefix = |id: i64| format!("entries/{id}");
+    assert_eq!(
+        s.delete_unused(&[(evicted, 2)], &prefix, 10).await.unwrap(),
+        vec![evicted]
+    );
+    assert!(s
+        .find_exact("ns", "main", "v", "evicted")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        s.parts(evicted).await.unwrap().len(),
+        1,
+        "left to the purge"
+    );
+    let due = s.due_dooms(10, 10).await.unwrap();
+    assert_eq!(due, vec![prefix(evicted)]);
+    s.forget_dooms(&[(due[0].clone(), Some(evicted))])
+        .await
+        .unwrap();
+    assert!(s.parts(evicted).await.unwrap().is_empty());
+    assert!(s.due_dooms(10, 10).await.unwrap().is_empty());
+    assert_eq!(s.parts(kept).await.unwrap()[0].object, "o3");
 }
 
 /// The store-wide pass: namespace rules first, then the least recently used
@@ -668,6 +714,7 @@ on_both!(
     concurrent_reservations_have_one_winner,
     doomed_objects_come_due_in_order,
     eviction_reads_lru_and_spares_entries_used_since,
+    parts_of_deleted_entries_go_at_once_or_with_their_objects,
     leases_have_one_holder_until_they_lapse,
     the_global_pass_pages_through_the_store_protected_last,
     oversized_block_lists_and_stale_uploads,

@@ -38,10 +38,16 @@ impl CacheService {
         let mut total = 0;
         loop {
             let due = self.meta.due_dooms(now_millis(), 500).await?;
+            let mut done = Vec::with_capacity(due.len());
             for prefix in &due {
-                self.blobs.delete_prefix(prefix).await?;
-                self.meta.forget_doom(prefix).await?;
+                if let Err(e) = self.blobs.delete_prefix(prefix).await {
+                    // What was deleted is forgotten; the rest is due again.
+                    self.meta.forget_dooms(&done).await?;
+                    return Err(e.into());
+                }
+                done.push((prefix.clone(), owner_of(prefix)));
             }
+            self.meta.forget_dooms(&done).await?;
             total += due.len();
             if due.len() < 500 {
                 return Ok(total);
