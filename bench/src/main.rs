@@ -284,11 +284,7 @@ fn backend_name(b: Backend) -> &'static str {
     match b {
         Backend::SqliteDir => "SQLite + directory",
         Backend::PgDir => "PostgreSQL + directory",
-        // HOARD_S3_KIND picks the S3 server, as in the tests.
-        Backend::PgS3 => match hoard_e2e::s3::Kind::from_env() {
-            hoard_e2e::s3::Kind::S3sFs => "PostgreSQL + S3 (s3s-fs)",
-            hoard_e2e::s3::Kind::SeaweedFs => "PostgreSQL + S3 (SeaweedFS)",
-        },
+        Backend::PgS3 => "PostgreSQL + S3 (SeaweedFS)",
     }
 }
 

@@ -1,12 +1,17 @@
 // Benchmark helper (not a test): times saveCache and restoreCache of one file
 // through the real @actions/cache against a running hoard.
-// node bench-actions-cache.mjs <file> <results-url> <work-dir> [v1|v2]
-// v1 runs the toolkit as on a GHES runner (the legacy `_apis/artifactcache` API).
+// node bench-actions-cache.mjs <file> <results-url> <work-dir> [v1|v2|v2-blob-host]
+// v1 runs the toolkit as on a GHES runner (the legacy `_apis/artifactcache` API);
+// v2-blob-host reaches hoard under a `.blob.core.windows.net` name, so signed
+// URLs carry that host and the toolkit restores in parallel ranged segments.
 import * as cache from '@actions/cache';
 import { linkSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { BLOB_HOST } from './blob-host.mjs';
 
-const [file, resultsUrl, work, api = 'v2'] = process.argv.slice(2);
+const [file, givenUrl, work, mode = 'v2'] = process.argv.slice(2);
+const api = mode === 'v1' ? 'v1' : 'v2';
+const resultsUrl = mode === 'v2-blob-host' ? givenUrl.replace('127.0.0.1', BLOB_HOST) : givenUrl;
 const ws = path.join(work, 'ac-workspace');
 const temp = path.join(work, 'ac-temp');
 rmSync(ws, { recursive: true, force: true });
@@ -24,7 +29,7 @@ Object.assign(process.env, {
 if (api === 'v1') process.env.GITHUB_SERVER_URL = 'https://ghes.example.internal';
 else delete process.env.GITHUB_SERVER_URL;
 process.chdir(ws);
-const key = `bench-actions-cache-${api}-${Date.now()}`;
+const key = `bench-actions-cache-${mode}-${Date.now()}`;
 let t = performance.now();
 const id = await cache.saveCache(['data'], key);
 const saveSecs = (performance.now() - t) / 1000;

@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync, statSync, openSync, readSync, writeSync, closeSync, truncateSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startHoard, twirp } from './hoard.mjs';
@@ -25,29 +25,23 @@ after(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-// The files of an entry's objects, largest first.
-function objectFiles(id) {
-  const dir = path.join(hoard.objectsDir, 'entries', String(id));
-  const out = [];
-  const walk = (d) => {
-    for (const name of readdirSync(d)) {
-      const p = path.join(d, name);
-      if (statSync(p).isDirectory()) walk(p);
-      else out.push(p);
-    }
-  };
-  walk(dir);
-  return out.sort((a, b) => statSync(b).size - statSync(a).size);
+// The largest stored object of an entry (files of the local store, objects
+// of the S3 server).
+async function largestObject(id) {
+  const all = await hoard.objects.list(`entries/${id}`);
+  assert.ok(all.length > 0, `entry ${id} has objects`);
+  return all.sort((a, b) => b.size - a.size)[0].name;
 }
 
-function flipByte(file) {
-  const fd = openSync(file, 'r+');
-  const at = Math.floor(statSync(file).size / 2);
-  const b = Buffer.alloc(1);
-  readSync(fd, b, 0, 1, at);
-  b[0] ^= 0x01;
-  writeSync(fd, b, 0, 1, at);
-  closeSync(fd);
+async function flipByte(name) {
+  const bytes = await hoard.objects.read(name);
+  bytes[Math.floor(bytes.length / 2)] ^= 0x01;
+  await hoard.objects.write(name, bytes);
+}
+
+async function truncate(name) {
+  const bytes = await hoard.objects.read(name);
+  await hoard.objects.write(name, bytes.subarray(0, bytes.length - 1000));
 }
 
 async function lookupMisses(key) {
@@ -72,14 +66,14 @@ async function saveOne(key) {
 }
 
 for (const [name, damage] of [
-  ['a flipped bit', (files) => flipByte(files[0])],
-  ['a truncated object', (files) => truncateSync(files[0], statSync(files[0]).size - 1000)],
-  ['a deleted object', (files) => rmSync(files[0])],
+  ['a flipped bit', flipByte],
+  ['a truncated object', truncate],
+  ['a deleted object', (name) => hoard.objects.remove(name)],
 ]) {
   test(`${name}: the restore is a miss, the entry is dropped, the next save works`, async () => {
     const key = `corrupt-${name.replace(/ /g, '-')}`;
     const saved = await saveOne(key);
-    damage(objectFiles(saved.id));
+    await damage(await largestObject(saved.id));
 
     const first = await restoreInto(`restore-${key}`, key);
     assert.equal(first.matched, null, first.out);

