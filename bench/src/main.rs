@@ -473,7 +473,9 @@ async fn download(
 }
 
 /// Save and restore through the real @actions/cache (tar + zstd included).
-/// `api` is `v2` (github.com) or `v1` (as on a GHES runner).
+/// `api` is `v2` (github.com), `v2-blob-host` (github.com, hoard reached under
+/// a `.blob.core.windows.net` name: the toolkit's parallel restore) or `v1` (as
+/// on a GHES runner).
 fn actions_cache(
     node_dir: &Path,
     server: &Server,
@@ -520,9 +522,9 @@ async fn throughput(args: &Args, size_gib: u64, backend: Backend) -> Result<()> 
     println!("from a cold page cache where the machine allows it.");
     println!("Medians of {} repetitions.\n", args.reps);
     println!(
-        "| path | PUT MB/s | {put_ref} MB/s | PUT / ref | GET MB/s | {get_ref} MB/s | GET / ref |"
+        "| path | PUT MB/s | {put_ref} MB/s | PUT / ref | GET MB/s | {get_ref} MB/s | GET / ref | peak RSS so far, MiB |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
 
     let data = args.work.join("server-data");
     let _ = std::fs::remove_dir_all(&data);
@@ -566,10 +568,11 @@ async fn throughput(args: &Args, size_gib: u64, backend: Backend) -> Result<()> 
         }
         let (cp, put, dd, get) = (median(cps), median(puts), median(dds), median(gets));
         println!(
-            "| {} | {put:.0} | {cp:.0} | {:.2}x | {get:.0} | {dd:.0} | {:.2}x |",
+            "| {} | {put:.0} | {cp:.0} | {:.2}x | {get:.0} | {dd:.0} | {:.2}x | {:.1} |",
             shape.name(),
             put / cp,
-            get / dd
+            get / dd,
+            vm_hwm_kib(pid)? as f64 / 1024.0
         );
     }
     if !cold {
@@ -581,7 +584,14 @@ async fn throughput(args: &Args, size_gib: u64, backend: Backend) -> Result<()> 
             small
         );
     }
-    for (api, what) in [("v2", "v2 API"), ("v1", "v1 API, as on GHES")] {
+    for (api, what) in [
+        ("v2", "v2 API"),
+        (
+            "v2-blob-host",
+            "v2 API, hoard reached as hoard.blob.core.windows.net: parallel ranged restore",
+        ),
+        ("v1", "v1 API, as on GHES"),
+    ] {
         settle(false)?;
         let ac = actions_cache(&args.node_dir, &server, &file, &args.work, api)?;
         let save = ac["save_secs"].as_f64().unwrap_or(f64::NAN);
@@ -592,6 +602,20 @@ async fn throughput(args: &Args, size_gib: u64, backend: Backend) -> Result<()> 
             mbps(size, Duration::from_secs_f64(save)),
             mbps(size, Duration::from_secs_f64(restore)),
         );
+        println!(
+            "  server peak RSS so far: {:.1} MiB",
+            vm_hwm_kib(pid)? as f64 / 1024.0
+        );
+        if let (Some(tar), Some(untar)) = (
+            ac["floor"]["save_secs"].as_f64(),
+            ac["floor"]["restore_secs"].as_f64(),
+        ) {
+            println!(
+                "  the client's local-disk floor (its tar + zstd to a local archive, and back): save {:.0} MB/s, restore {:.0} MB/s",
+                mbps(size, Duration::from_secs_f64(tar)),
+                mbps(size, Duration::from_secs_f64(untar)),
+            );
+        }
     }
     let hwm = vm_hwm_kib(pid)?;
     println!(

@@ -18,21 +18,57 @@ pub enum Objects {
 
 /// One HTTP/1.0 exchange: the status and the body.
 fn http(port: u16, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("the filer answers");
+    try_http(port, method, path, headers, body).expect("the filer answers")
+}
+
+fn try_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port))?;
     let head = format!(
         "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n{headers}\r\n",
         body.len()
     );
-    conn.write_all(head.as_bytes()).unwrap();
-    conn.write_all(body).unwrap();
+    conn.write_all(head.as_bytes())?;
+    conn.write_all(body)?;
     let mut out = Vec::new();
-    conn.read_to_end(&mut out).unwrap();
+    conn.read_to_end(&mut out)?;
     let split = out
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP answer");
-    let status = std::str::from_utf8(&out[9..12]).unwrap().parse().unwrap();
-    (status, out[split + 4..].to_vec())
+        .ok_or_else(|| std::io::Error::other("not an HTTP answer"))?;
+    let status = std::str::from_utf8(out.get(9..12).unwrap_or_default())
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no HTTP status"))?;
+    Ok((status, out[split + 4..].to_vec()))
+}
+
+/// A multipart form body of one file, as the filer takes uploads: the body and
+/// its Content-Type header line.
+fn form(bytes: &[u8]) -> (Vec<u8>, String) {
+    let boundary = "hoard-test-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let headers = format!("Content-Type: multipart/form-data; boundary={boundary}\r\n");
+    (body, headers)
+}
+
+/// Whether the filer at `port` stores and serves a small file at `path` now:
+/// SeaweedFS answers S3 requests before its volume server is back after a
+/// restart, so a server is ready only once this works.
+pub fn filer_round_trips(port: u16, path: &str) -> bool {
+    let (body, headers) = form(b"ready");
+    let stored = try_http(port, "POST", path, &headers, &body).is_ok_and(|(s, _)| s < 300);
+    stored && try_http(port, "GET", path, "", b"").is_ok_and(|(s, b)| s == 200 && b == b"ready")
 }
 
 /// The filer's "this entry is a directory" bit of `Mode`.
@@ -47,14 +83,7 @@ impl Objects {
                 std::fs::write(path, bytes).unwrap();
             }
             Objects::Filer { port, prefix } => {
-                let boundary = "hoard-test-boundary";
-                let mut body = format!(
-                    "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-                )
-                .into_bytes();
-                body.extend_from_slice(bytes);
-                body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-                let headers = format!("Content-Type: multipart/form-data; boundary={boundary}\r\n");
+                let (body, headers) = form(bytes);
                 let (status, answer) =
                     http(*port, "POST", &format!("{prefix}/{name}"), &headers, &body);
                 assert!(

@@ -122,7 +122,9 @@ impl S3Server {
             });
         *slot = Some(child);
         let start = Instant::now();
-        while !self.answers() {
+        // A probe file beside hoard's prefix, never under it.
+        let probe = format!("/buckets/{BUCKET}/ready-probe");
+        while !self.answers() || !crate::objects::filer_round_trips(self.inner_ports[5], &probe) {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
                 "the S3 server did not start"
