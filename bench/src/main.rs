@@ -11,6 +11,7 @@
 //! Long because a benchmark is a script read top to bottom: setup, each step
 //! next to its reference, the report.
 
+mod compaction;
 mod eviction;
 
 use anyhow::{bail, Context, Result};
@@ -504,12 +505,18 @@ fn actions_cache(
     Ok(serde_json::from_str(&line["BENCH:".len()..])?)
 }
 
+/// The benchmark's random file of `size_gib` GiB, made once per run.
+fn random_file(args: &Args, size_gib: u64) -> Result<PathBuf> {
+    let file = args.work.join(format!("random-{size_gib}g.bin"));
+    if std::fs::metadata(&file).map(|m| m.len()).ok() != Some(size_gib * GIB) {
+        make_random_file(&file, size_gib * GIB)?;
+    }
+    Ok(file)
+}
+
 async fn throughput(args: &Args, size_gib: u64, backend: Backend) -> Result<()> {
     let size = size_gib * GIB;
-    let file = args.work.join(format!("random-{size_gib}g.bin"));
-    if std::fs::metadata(&file).map(|m| m.len()).ok() != Some(size) {
-        make_random_file(&file, size)?;
-    }
+    let file = random_file(args, size_gib)?;
     let deployment = Deployment::new(backend);
     let reference = Reference::for_deployment(&deployment)?;
     let (put_ref, get_ref) = reference.names();
@@ -774,6 +781,9 @@ async fn main() -> Result<()> {
     for backend in &args.backends {
         for s in &args.sizes_gib {
             throughput(&args, *s, *backend).await?;
+            if *backend == Backend::PgS3 {
+                compaction::run(&args, *s).await?;
+            }
         }
     }
     for backend in &args.backends {

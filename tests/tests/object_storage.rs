@@ -9,10 +9,11 @@ use hoard_e2e::{Backend, Deployment, Server};
 const V: &str = "direct-version";
 
 /// `storage.direct_download`: lookups of single-object entries hand out a
-/// presigned URL of the bucket, so the bytes skip hoard; other entries keep
-/// hoard's own URL.
+/// presigned URL of the bucket, so the bytes skip hoard; entries of several
+/// blocks are compacted into one object in the background, and then served by
+/// the bucket too.
 #[tokio::test]
-async fn single_object_entries_are_served_by_the_bucket() {
+async fn every_entry_is_served_by_the_bucket() {
     let deployment = Deployment::new(Backend::PgS3);
     let endpoint = deployment.s3.as_ref().unwrap().endpoint();
     let server = Server::start_on(
@@ -20,6 +21,7 @@ async fn single_object_entries_are_served_by_the_bucket() {
         &[
             ("HOARD_STORAGE_DIRECT_DOWNLOAD", "true"),
             ("HOARD_DOWNLOADS_URL_TTL_SECS", "120"),
+            ("HOARD_DOWNLOADS_DELETE_GRACE_SECS", "1"),
         ],
     );
     let data: Vec<u8> = (0..(3 << 20) as u32).map(|i| (i % 253) as u8).collect();
@@ -45,26 +47,40 @@ async fn single_object_entries_are_served_by_the_bucket() {
     let forged = format!("{}{flipped}{}", &url[..at], &url[at + 1..]);
     assert_eq!(reqwest::get(&forged).await.unwrap().status().as_u16(), 403);
 
-    // An entry of several blocks is still served through hoard.
+    // An entry of several blocks (BuildKit's shape: 1 MiB each) becomes one
+    // object in the background; until then hoard serves it from its blocks.
     let upload = create(&server, "blocks", V).await;
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let ids = [b64("one"), b64("two")];
-    for id in &ids {
-        assert_eq!(put_block(&upload, id, vec![1u8; 1000]).await, 201);
+    let entry = entry_id_of(&upload);
+    let b64 = |i: usize| base64::engine::general_purpose::STANDARD.encode(format!("block-{i:06}"));
+    let ids: Vec<String> = (0..5).map(b64).collect();
+    let mut blocks = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let block = vec![i as u8 + 1; 1 << 20];
+        assert_eq!(put_block(&upload, id, block.clone()).await, 201);
+        blocks.extend(block);
     }
-    commit_blocks(&server, &upload, "blocks", V, &ids, 2000).await;
-    let url = lookup(&server, "blocks", V).await.unwrap();
-    assert!(url.starts_with(&server.url), "{url}");
-    assert_eq!(
-        reqwest::get(&url)
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .len(),
-        2000
-    );
+    commit_blocks(&server, &upload, "blocks", V, &ids, blocks.len() as u64).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let url = loop {
+        let url = lookup(&server, "blocks", V).await.unwrap();
+        if url.starts_with(&endpoint) {
+            break url;
+        }
+        assert!(url.starts_with(&server.url), "{url}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not compacted: {:?}",
+            server.entry_objects(&entry)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(reqwest::get(&url).await.unwrap().bytes().await.unwrap() == blocks);
+    // The blocks' objects go after the grace period; one object is left.
+    while server.entry_objects(&entry).len() > 1 {
+        assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(server.entry_objects(&entry)[0].contains("whole-"));
 }
 
 /// Deleting an entry of 1,100 objects lists them over two pages (S3 answers at

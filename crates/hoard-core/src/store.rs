@@ -260,6 +260,17 @@ pub trait MetaStore: Send + Sync + 'static {
     /// lookups see. One transaction for all.
     async fn forget_dooms(&self, done: &[(String, Option<i64>)]) -> Result<(), StoreError>;
 
+    /// Replaces the parts of a committed entry, if they are still the objects
+    /// `old` in order, by the one object `whole` holding all their bytes (the
+    /// compaction of an entry, in one transaction: a reader sees the old parts
+    /// or the new one, never a mix). `false`: the entry is gone or changed.
+    async fn replace_parts(
+        &self,
+        entry_id: i64,
+        old: &[String],
+        whole: &StoredObject,
+    ) -> Result<bool, StoreError>;
+
     /// Of `ids`, those that have an entry in any state.
     async fn existing_entries(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError>;
 

@@ -111,6 +111,9 @@ impl Tasks {
                 stopped.clone(),
             )));
         }
+        if service.config().compact {
+            handles.push(tokio::spawn(compactor(service.clone(), stopped.clone())));
+        }
         if let Some((rate, pause)) = schedule.scrub {
             handles.push(tokio::spawn(scrubber(service, rate, pause, stopped)));
         }
@@ -158,6 +161,19 @@ async fn evictor(
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "eviction on pressure failed"),
             },
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// Compaction of this replica's committed entries, as saves queue them.
+async fn compactor(service: Arc<CacheService>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = service.compaction_wanted() => {
+                let n = service.compact_queued().await;
+                tracing::debug!(entries = n, "compaction round");
+            }
             _ = stop.changed() => break,
         }
     }

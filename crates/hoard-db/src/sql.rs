@@ -1117,6 +1117,39 @@ impl MetaStore for SqlStore {
         commit(tx).await
     }
 
+    async fn replace_parts(
+        &self,
+        entry_id: i64,
+        old: &[String],
+        whole: &StoredObject,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        match self.entry_state(&mut tx, entry_id).await? {
+            Some((EntryState::Committed, size)) if size == whole.size => {}
+            _ => return Ok(false),
+        }
+        let current = object_names(
+            &mut tx,
+            "SELECT object FROM parts WHERE entry_id = $1 ORDER BY idx",
+            entry_id,
+        )
+        .await?;
+        if current != old {
+            return Ok(false);
+        }
+        by_entry(&mut tx, "DELETE FROM parts WHERE entry_id = $1", entry_id).await?;
+        // The entry's hash stays: it names the content, which is the same.
+        let row = BlockRow {
+            object: whole.object.clone(),
+            size: whole.size,
+            sha256: whole.sha256.clone(),
+            crc64: whole.crc64.clone(),
+        };
+        insert_parts(&mut tx, entry_id, &[(None, &row)]).await?;
+        commit(tx).await?;
+        Ok(true)
+    }
+
     async fn existing_entries(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
         let mut found = Vec::new();
         for chunk in ids.chunks(INSERT_CHUNK) {

@@ -14,10 +14,18 @@ use std::sync::Arc;
 
 struct Fixture {
     service: CacheService,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 async fn service_with(policy: Policy) -> Fixture {
+    with_config(ServiceConfig {
+        policy: Arc::new(policy),
+        ..ServiceConfig::default()
+    })
+    .await
+}
+
+async fn with_config(config: ServiceConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let url = hoard_db::sqlite_url(&dir.path().join("hoard.db"));
     let meta = Arc::new(
@@ -31,12 +39,8 @@ async fn service_with(policy: Policy) -> Fixture {
     )
     .await
     .unwrap();
-    let config = ServiceConfig {
-        policy: Arc::new(policy),
-        ..ServiceConfig::default()
-    };
     let service = CacheService::new(meta, blobs, UrlSigner::new(b"test secret"), config);
-    Fixture { service, _dir: dir }
+    Fixture { service, dir }
 }
 
 async fn service() -> Fixture {
@@ -244,4 +248,75 @@ async fn a_deleted_key_misses_at_once() {
         .unwrap()
         .is_none());
     assert!(svc.delete(&who, "to-delete").await.unwrap().is_empty());
+}
+
+/// Compaction rewrites an entry of several blocks as one object: the same
+/// bytes read back, a download opened before the switch still reads the old
+/// objects whole, and those go after the delete grace period. Entries of one
+/// object, and entries gone meanwhile, are left alone.
+#[tokio::test]
+async fn compaction_makes_one_object_and_spares_readers_in_flight() {
+    let f = with_config(ServiceConfig {
+        compact: true,
+        delete_grace_secs: 1,
+        ..ServiceConfig::default()
+    })
+    .await;
+    let svc = &f.service;
+    let who = main_branch();
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let id = save(svc, &who, "layers", &content).await;
+    let before = svc.open_blob(id).await.unwrap();
+    assert_eq!(before.parts.len(), 2);
+    // A download that opened the entry before the switch.
+    let in_flight = svc
+        .read(&before.entry, before.parts.clone(), 0, content.len() as u64)
+        .await
+        .unwrap();
+
+    assert!(svc.compact(id).await.unwrap());
+    let after = svc.open_blob(id).await.unwrap();
+    assert_eq!(after.parts.len(), 1);
+    assert!(
+        after.parts[0].object.contains("/whole-"),
+        "{:?}",
+        after.parts
+    );
+    assert_eq!(
+        after.entry.hash, before.entry.hash,
+        "the content's name stays"
+    );
+    assert_eq!(read_all(svc, id).await, content);
+    let old: Vec<u8> = in_flight
+        .try_collect::<Vec<Bytes>>()
+        .await
+        .unwrap()
+        .concat();
+    assert_eq!(
+        old, content,
+        "the reader in flight read the old objects whole"
+    );
+    // Nothing more to do, and nothing for a deleted entry.
+    assert!(!svc.compact(id).await.unwrap());
+    let gone = save(svc, &who, "gone", &content).await;
+    svc.delete(&who, "gone").await.unwrap();
+    assert!(!svc.compact(gone).await.unwrap());
+
+    // The old objects go after the grace period (1 s here).
+    let blocks = f
+        .dir
+        .path()
+        .join("blobs/objects/entries")
+        .join(id.to_string());
+    let files = || std::fs::read_dir(&blocks).unwrap().count();
+    assert_eq!(files(), 3, "the new object beside the two old ones");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while files() > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old objects still there"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(read_all(svc, id).await, content);
 }

@@ -197,6 +197,9 @@ pub async fn open_service(
             pending_timeout_secs: config.uploads.pending_timeout_secs,
             max_block_bytes: config.uploads.max_block_bytes,
             direct_download: config.storage.direct_download,
+            // One object per entry is what lets direct downloads cover every
+            // entry; without them it would only rewrite bytes.
+            compact: config.storage.direct_download,
             delete_grace_secs: config.downloads.delete_grace_secs,
             policy: Arc::new(config.eviction.policy()),
             names: NameLimits {

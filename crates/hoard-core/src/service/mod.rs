@@ -2,6 +2,7 @@
 //! a BlobStore. Handlers translate wire types to these calls and errors back.
 
 mod catalog;
+mod compaction;
 mod downloads;
 mod evicting;
 mod housekeeping;
@@ -41,6 +42,9 @@ pub struct ServiceConfig {
     /// Hand out the blob store's own presigned URL for single-object entries, so
     /// downloads skip hoard.
     pub direct_download: bool,
+    /// Rewrite entries committed as several objects as one, in the background
+    /// (so direct downloads cover them too).
+    pub compact: bool,
     /// A deleted entry's objects are kept this long, so downloads already
     /// streaming them finish whole.
     pub delete_grace_secs: i64,
@@ -63,6 +67,7 @@ impl Default for ServiceConfig {
             max_block_bytes: 4000 * 1024 * 1024,
             max_blocks: 50_000,
             direct_download: false,
+            compact: false,
             delete_grace_secs: 900,
             policy: Arc::new(Policy::default()),
             names: NameLimits::default(),
@@ -96,6 +101,9 @@ pub struct CacheService {
     /// Namespaces that committed an entry since the last pressure check.
     pressure: Mutex<HashSet<String>>,
     pressure_notify: tokio::sync::Notify,
+    /// Committed entries to compact, oldest first.
+    compaction: Mutex<std::collections::VecDeque<i64>>,
+    compaction_notify: tokio::sync::Notify,
     stats: crate::stats::Stats,
 }
 
@@ -127,6 +135,8 @@ impl CacheService {
             accesses: Mutex::new(HashMap::new()),
             pressure: Mutex::new(HashSet::new()),
             pressure_notify: tokio::sync::Notify::new(),
+            compaction: Mutex::new(std::collections::VecDeque::new()),
+            compaction_notify: tokio::sync::Notify::new(),
             stats: crate::stats::Stats::default(),
         }
     }

@@ -89,6 +89,7 @@ impl CacheService {
                 self.delete_objects(&unused).await;
                 tracing::info!(entry_id = id, namespace = %caller.namespace, scope, key, size, "entry committed");
                 self.note_pressure(&caller.namespace);
+                self.queue_compaction(id);
                 Ok(id)
             }
             Finalized::SizeMismatch { expected } => Err(CoreError::InvalidArgument(format!(
