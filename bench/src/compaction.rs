@@ -36,19 +36,12 @@ pub async fn run(args: &Args, size_gib: u64) -> Result<()> {
     );
     println!("| shape | save MB/s | zero-hop right after the save | one object after | GET from the bucket MB/s | object_store get MB/s | GET / ref |");
     println!("|---|---|---|---|---|---|---|");
-    let data = args.work.join("compaction-data");
-    let _ = std::fs::remove_dir_all(&data);
-    std::fs::create_dir_all(&data)?;
-    let max = (8 * GIB).to_string();
-    let server = Server::start_at(
-        deployment.clone(),
-        &data,
-        &[
-            ("HOARD_UPLOADS_MAX_BLOCK_BYTES", &max),
-            ("HOARD_STORAGE_DIRECT_DOWNLOAD", "true"),
-            ("HOARD_LOG", "warn,hoard=info"),
-        ],
-    );
+    let (server, data) = start_server(
+        args,
+        &deployment,
+        "compaction-data",
+        &[("HOARD_STORAGE_DIRECT_DOWNLOAD", "true")],
+    )?;
     let pid = server.pid().context("pid")?;
     let http = reqwest::Client::new();
     reference.put(&file, &args.work).await?;
@@ -82,18 +75,7 @@ pub async fn run(args: &Args, size_gib: u64) -> Result<()> {
         let ref_get = mbps(size, reference.get(&file, size).await?);
         settle(true)?;
         let t = Instant::now();
-        let r = http.get(&url).send().await?;
-        if !r.status().is_success() {
-            bail!("GET from the bucket answered {}", r.status());
-        }
-        let mut stream = r.bytes_stream();
-        let mut got = 0u64;
-        while let Some(chunk) = stream.next().await {
-            got += chunk?.len() as u64;
-        }
-        if got != size {
-            bail!("read {got} of {size} bytes from the bucket");
-        }
+        get_discarding(&http, &url, size).await?;
         let get = mbps(size, t.elapsed());
         println!(
             "| {} | {:.0} | {} | {compacted} | {get:.0} | {ref_get:.0} | {:.2}x |",

@@ -457,6 +457,12 @@ async fn download(
     )
     .await?;
     let url = v["signed_download_url"].as_str().context("download url")?;
+    get_discarding(http, url, size).await?;
+    Ok(t.elapsed())
+}
+
+/// GETs `url` whole, discarding the bytes; fails unless `size` arrive.
+async fn get_discarding(http: &reqwest::Client, url: &str, size: u64) -> Result<()> {
     let r = http.get(url).send().await?;
     if !r.status().is_success() {
         bail!("GET answered {}", r.status());
@@ -466,11 +472,10 @@ async fn download(
     while let Some(chunk) = stream.next().await {
         got += chunk?.len() as u64;
     }
-    let d = t.elapsed();
     if got != size {
         bail!("downloaded {got} of {size} bytes");
     }
-    Ok(d)
+    Ok(())
 }
 
 /// Save and restore through the real @actions/cache (tar + zstd included).
@@ -505,6 +510,27 @@ fn actions_cache(
     Ok(serde_json::from_str(&line["BENCH:".len()..])?)
 }
 
+/// A release hoard on `deployment` with a fresh data directory `dir` under the
+/// work directory (returned, to remove after), blocks of any size, quiet logs
+/// and `env` besides.
+fn start_server(
+    args: &Args,
+    deployment: &Arc<Deployment>,
+    dir: &str,
+    env: &[(&str, &str)],
+) -> Result<(Server, PathBuf)> {
+    let data = args.work.join(dir);
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data)?;
+    let max = (8 * GIB).to_string();
+    let mut all = vec![
+        ("HOARD_UPLOADS_MAX_BLOCK_BYTES", max.as_str()),
+        ("HOARD_LOG", "warn,hoard=info"),
+    ];
+    all.extend_from_slice(env);
+    Ok((Server::start_at(deployment.clone(), &data, &all), data))
+}
+
 /// The benchmark's random file of `size_gib` GiB, made once per run.
 fn random_file(args: &Args, size_gib: u64) -> Result<PathBuf> {
     let file = args.work.join(format!("random-{size_gib}g.bin"));
@@ -533,18 +559,7 @@ async fn throughput(args: &Args, size_gib: u64, backend: Backend) -> Result<()> 
     );
     println!("|---|---|---|---|---|---|---|---|");
 
-    let data = args.work.join("server-data");
-    let _ = std::fs::remove_dir_all(&data);
-    std::fs::create_dir_all(&data)?;
-    let max = (8 * GIB).to_string();
-    let server = Server::start_at(
-        deployment.clone(),
-        &data,
-        &[
-            ("HOARD_UPLOADS_MAX_BLOCK_BYTES", &max),
-            ("HOARD_LOG", "warn,hoard=info"),
-        ],
-    );
+    let (server, data) = start_server(args, &deployment, "server-data", &[])?;
     let pid = server.pid().context("pid")?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(16)

@@ -75,6 +75,17 @@ async fn every_entry_is_served_by_the_bucket() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     assert!(reqwest::get(&url).await.unwrap().bytes().await.unwrap() == blocks);
+    let metrics = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"hoard_compactions_total{result="done"} 1"#)
+            && metrics.contains(&format!("hoard_compacted_bytes_total {}", blocks.len())),
+        "{metrics}"
+    );
     // The blocks' objects go after the grace period; one object is left.
     while server.entry_objects(&entry).len() > 1 {
         assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(10));

@@ -1,4 +1,4 @@
-//! Counters of the work a service does on its own (eviction), read by the
+//! Counters of the work a service does on its own (eviction, compaction), read by the
 //! server's metrics at scrape time.
 
 use crate::policy::Reason;
@@ -10,6 +10,9 @@ pub struct Stats {
     leader_passes: AtomicU64,
     last_leader_pass_at: AtomicI64,
     leases_lost: AtomicU64,
+    /// Compactions: [rewritten, failed], and bytes rewritten.
+    compactions: [AtomicU64; 2],
+    compacted_bytes: AtomicU64,
 }
 
 fn slot(reason: Reason) -> usize {
@@ -32,6 +35,28 @@ impl Stats {
 
     pub(crate) fn lease_lost(&self) {
         self.leases_lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn compacted(&self, bytes: u64) {
+        self.compactions[0].fetch_add(1, Ordering::Relaxed);
+        self.compacted_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn compaction_failed(&self) {
+        self.compactions[1].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Entries this process rewrote as one object, and compactions that failed.
+    pub fn compactions(&self) -> (u64, u64) {
+        (
+            self.compactions[0].load(Ordering::Relaxed),
+            self.compactions[1].load(Ordering::Relaxed),
+        )
+    }
+
+    /// Bytes of the entries this process rewrote as one object.
+    pub fn compacted_bytes(&self) -> u64 {
+        self.compacted_bytes.load(Ordering::Relaxed)
     }
 
     /// Entries this process removed for `reason`.

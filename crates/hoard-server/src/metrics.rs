@@ -81,6 +81,8 @@ pub struct Metrics {
     leader_passes: IntCounter,
     last_leader_pass: Gauge,
     leases_lost: IntCounter,
+    compactions: IntCounterVec,
+    compacted_bytes: IntCounter,
     in_flight: IntGaugeVec,
     failures: IntCounterVec,
     allow: Option<HashSet<String>>,
@@ -221,6 +223,20 @@ impl Metrics {
                 IntCounter::new(
                     "evictor_leases_lost_total",
                     "Eviction passes stopped because another replica took the evictor lease.",
+                )
+                .expect("a valid metric"),
+            ),
+            compactions: counter_vec(
+                &r,
+                "compactions_total",
+                "Entries of several objects this replica rewrote as one (direct downloads on), by result: done, failed.",
+                &["result"],
+            ),
+            compacted_bytes: register(
+                &r,
+                IntCounter::new(
+                    "compacted_bytes_total",
+                    "Bytes of the entries this replica rewrote as one object.",
                 )
                 .expect("a valid metric"),
             ),
@@ -365,6 +381,10 @@ impl Metrics {
         }
         catch_up(&self.leader_passes, stats.leader_passes());
         catch_up(&self.leases_lost, stats.leases_lost());
+        let (done, failed) = stats.compactions();
+        catch_up(&self.compactions.with_label_values(&["done"]), done);
+        catch_up(&self.compactions.with_label_values(&["failed"]), failed);
+        catch_up(&self.compacted_bytes, stats.compacted_bytes());
         self.last_leader_pass
             .set(stats.last_leader_pass_at() as f64 / 1000.0);
         catch_up(

@@ -47,6 +47,7 @@ impl CacheService {
                 Ok(true) => done += 1,
                 Ok(false) => {}
                 Err(e) => {
+                    self.stats.compaction_failed();
                     tracing::warn!(entry_id, error = %e, "could not compact an entry; it is served from its parts")
                 }
             }
@@ -82,6 +83,7 @@ impl CacheService {
             bytes = size,
             "entry compacted into one object"
         );
+        self.stats.compacted(size);
         self.delete_objects_after_grace(old);
         Ok(true)
     }
