@@ -9,21 +9,6 @@ use super::*;
 /// How long a save may wait for its compaction.
 const COMPACTION_WAIT: Duration = Duration::from_secs(600);
 
-/// The signed download URL a lookup of `key` answers.
-async fn download_url(http: &reqwest::Client, server: &Server, key: &str) -> Result<String> {
-    let v = twirp(
-        http,
-        server,
-        "GetCacheEntryDownloadURL",
-        json!({"key": key, "version": VERSION}),
-    )
-    .await?;
-    Ok(v["signed_download_url"]
-        .as_str()
-        .context("download url")?
-        .to_string())
-}
-
 pub async fn run(args: &Args, size_gib: u64) -> Result<()> {
     let size = size_gib * GIB;
     let file = random_file(args, size_gib)?;

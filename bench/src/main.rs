@@ -449,6 +449,13 @@ async fn download(
     size: u64,
 ) -> Result<Duration> {
     let t = Instant::now();
+    let url = download_url(http, server, key).await?;
+    get_discarding(http, &url, size).await?;
+    Ok(t.elapsed())
+}
+
+/// The signed download URL a lookup of `key` answers.
+async fn download_url(http: &reqwest::Client, server: &Server, key: &str) -> Result<String> {
     let v = twirp(
         http,
         server,
@@ -456,9 +463,10 @@ async fn download(
         json!({"key": key, "version": VERSION}),
     )
     .await?;
-    let url = v["signed_download_url"].as_str().context("download url")?;
-    get_discarding(http, url, size).await?;
-    Ok(t.elapsed())
+    Ok(v["signed_download_url"]
+        .as_str()
+        .context("download url")?
+        .to_string())
 }
 
 /// GETs `url` whole, discarding the bytes; fails unless `size` arrive.
