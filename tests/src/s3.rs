@@ -61,7 +61,7 @@ impl S3Server {
             inner_ports: (0..9).map(|_| free_port()).collect(),
             child: Mutex::new(None),
         };
-        s.resume();
+        s.launch(false);
         s
     }
 
@@ -105,9 +105,17 @@ impl S3Server {
         cmd
     }
 
-    /// Starts the server (again) on its ports and directory.
+    /// Starts the server again on its ports and directory (after [`stop`]).
+    /// It is ready once its filer stores and serves a file too: after a
+    /// restart SeaweedFS answers S3 requests before its volumes are back.
+    ///
+    /// [`stop`]: S3Server::stop
     pub fn resume(&self) {
-        let mut slot = self.child.lock().unwrap();
+        self.launch(true);
+    }
+
+    fn launch(&self, volumes_back: bool) {
+        let mut slot = self.child.lock().unwrap_or_else(|p| p.into_inner());
         assert!(slot.is_none(), "the S3 server is already running");
         let child = self
             .command()
@@ -121,12 +129,18 @@ impl S3Server {
                 )
             });
         *slot = Some(child);
+        drop(slot);
         let start = Instant::now();
         // A probe file beside hoard's prefix, never under it.
         let probe = format!("/buckets/{BUCKET}/ready-probe");
-        while !self.answers() || !crate::objects::filer_round_trips(self.inner_ports[5], &probe) {
+        let ready = || {
+            self.answers()
+                && (!volumes_back || crate::objects::filer_round_trips(self.inner_ports[5], &probe))
+        };
+        while !ready() {
+            // Many tests start servers at once on two cores: be patient.
             assert!(
-                start.elapsed() < Duration::from_secs(30),
+                start.elapsed() < Duration::from_secs(60),
                 "the S3 server did not start"
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -154,7 +168,8 @@ impl S3Server {
 
     /// Kills the server: the port refuses connections until `resume`.
     pub fn stop(&self) {
-        if let Some(mut c) = self.child.lock().unwrap().take() {
+        let child = self.child.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut c) = child {
             let _ = c.kill();
             let _ = c.wait();
         }

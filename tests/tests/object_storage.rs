@@ -49,31 +49,9 @@ async fn every_entry_is_served_by_the_bucket() {
 
     // An entry of several blocks (BuildKit's shape: 1 MiB each) becomes one
     // object in the background; until then hoard serves it from its blocks.
-    let upload = create(&server, "blocks", V).await;
-    let entry = entry_id_of(&upload);
-    let b64 = |i: usize| base64::engine::general_purpose::STANDARD.encode(format!("block-{i:06}"));
-    let ids: Vec<String> = (0..5).map(b64).collect();
-    let mut blocks = Vec::new();
-    for (i, id) in ids.iter().enumerate() {
-        let block = vec![i as u8 + 1; 1 << 20];
-        assert_eq!(put_block(&upload, id, block.clone()).await, 201);
-        blocks.extend(block);
-    }
-    commit_blocks(&server, &upload, "blocks", V, &ids, blocks.len() as u64).await;
+    let (entry, blocks) = save_blocks(&server, "blocks").await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let url = loop {
-        let url = lookup(&server, "blocks", V).await.unwrap();
-        if url.starts_with(&endpoint) {
-            break url;
-        }
-        assert!(url.starts_with(&server.url), "{url}");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not compacted: {:?}",
-            server.entry_objects(&entry)
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let url = bucket_url_once_compacted(&server, "blocks", &endpoint, &entry).await;
     assert!(reqwest::get(&url).await.unwrap().bytes().await.unwrap() == blocks);
     let metrics = reqwest::get(format!("{}/metrics", server.url))
         .await
@@ -92,6 +70,59 @@ async fn every_entry_is_served_by_the_bucket() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(server.entry_objects(&entry)[0].contains("whole-"));
+}
+
+/// Saves `key` as five 1 MiB blocks; returns the entry id and the bytes.
+async fn save_blocks(server: &Server, key: &str) -> (String, Vec<u8>) {
+    let upload = create(server, key, V).await;
+    let b64 = |i: usize| base64::engine::general_purpose::STANDARD.encode(format!("block-{i:06}"));
+    let ids: Vec<String> = (0..5).map(b64).collect();
+    let mut blocks = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let block = vec![i as u8 + 1; 1 << 20];
+        assert_eq!(put_block(&upload, id, block.clone()).await, 201);
+        blocks.extend(block);
+    }
+    commit_blocks(server, &upload, key, V, &ids, blocks.len() as u64).await;
+    (entry_id_of(&upload), blocks)
+}
+
+/// The bucket URL a lookup of `key` answers once the entry is one object
+/// (hoard's own URL until then); fails after 20 s.
+async fn bucket_url_once_compacted(
+    server: &Server,
+    key: &str,
+    endpoint: &str,
+    entry: &str,
+) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let url = lookup(server, key, V).await.unwrap();
+        if url.starts_with(endpoint) {
+            return url;
+        }
+        assert!(url.starts_with(&server.url), "{url}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not compacted: {:?}",
+            server.entry_objects(entry)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Entries saved while direct downloads were off are compacted when a replica
+/// starts with them on, and then served by the bucket.
+#[tokio::test]
+async fn entries_saved_before_are_compacted_at_start_up() {
+    let deployment = Deployment::new(Backend::PgS3);
+    let endpoint = deployment.s3.as_ref().unwrap().endpoint();
+    let before = Server::start_on(deployment.clone(), &[]);
+    let (entry, blocks) = save_blocks(&before, "saved-before").await;
+    drop(before);
+    let server = Server::start_on(deployment, &[("HOARD_STORAGE_DIRECT_DOWNLOAD", "true")]);
+    let url = bucket_url_once_compacted(&server, "saved-before", &endpoint, &entry).await;
+    assert!(reqwest::get(&url).await.unwrap().bytes().await.unwrap() == blocks);
 }
 
 /// Deleting an entry of 1,100 objects lists them over two pages (S3 answers at

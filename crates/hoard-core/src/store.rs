@@ -271,6 +271,10 @@ pub trait MetaStore: Send + Sync + 'static {
         whole: &StoredObject,
     ) -> Result<bool, StoreError>;
 
+    /// Committed entries made of more than one object, by id after `after`,
+    /// at most `limit`: what compaction has left to do.
+    async fn multi_part_entries(&self, after: i64, limit: i64) -> Result<Vec<i64>, StoreError>;
+
     /// Of `ids`, those that have an entry in any state.
     async fn existing_entries(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError>;
 

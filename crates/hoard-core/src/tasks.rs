@@ -166,8 +166,30 @@ async fn evictor(
     }
 }
 
-/// Compaction of this replica's committed entries, as saves queue them.
+/// Compaction of this replica's committed entries, as saves queue them; at
+/// start-up, of those left from before (by one replica, under a lease).
 async fn compactor(service: Arc<CacheService>, mut stop: watch::Receiver<bool>) {
+    const LEASE_MS: i64 = 60 * 60 * 1000;
+    let holder = uuid::Uuid::new_v4().to_string();
+    if service
+        .take_lease("compaction-catch-up", &holder, LEASE_MS)
+        .await
+        .unwrap_or(false)
+    {
+        match service.queue_uncompacted().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                entries = n,
+                "entries of several objects queued for compaction"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not list entries left to compact"),
+        }
+        let n = tokio::select! {
+            n = service.compact_queued() => n,
+            _ = stop.changed() => return,
+        };
+        tracing::debug!(entries = n, "compaction catch-up");
+    }
     loop {
         tokio::select! {
             _ = service.compaction_wanted() => {

@@ -1150,6 +1150,20 @@ impl MetaStore for SqlStore {
         Ok(true)
     }
 
+    async fn multi_part_entries(&self, after: i64, limit: i64) -> Result<Vec<i64>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT e.id FROM entries e
+             WHERE e.id > $1 AND e.state = 'committed'
+               AND (SELECT count(*) FROM parts p WHERE p.entry_id = e.id) > 1
+             ORDER BY e.id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)
+    }
+
     async fn existing_entries(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
         let mut found = Vec::new();
         for chunk in ids.chunks(INSERT_CHUNK) {

@@ -27,20 +27,25 @@ async fn service_with(policy: Policy) -> Fixture {
 
 async fn with_config(config: ServiceConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let url = hoard_db::sqlite_url(&dir.path().join("hoard.db"));
+    let service = open_service(dir.path(), config).await;
+    Fixture { service, dir }
+}
+
+/// A service over the stores in `dir` (made on first use).
+async fn open_service(dir: &std::path::Path, config: ServiceConfig) -> CacheService {
+    let url = hoard_db::sqlite_url(&dir.join("hoard.db"));
     let meta = Arc::new(
         hoard_db::open(&url, &hoard_db::PoolConfig::default())
             .await
             .unwrap(),
     );
     let blobs = hoard_storage::open(
-        dir.path().join("blobs").to_str().unwrap(),
+        dir.join("blobs").to_str().unwrap(),
         &hoard_storage::StorageOptions::default(),
     )
     .await
     .unwrap();
-    let service = CacheService::new(meta, blobs, UrlSigner::new(b"test secret"), config);
-    Fixture { service, dir }
+    CacheService::new(meta, blobs, UrlSigner::new(b"test secret"), config)
 }
 
 async fn service() -> Fixture {
@@ -319,4 +324,43 @@ async fn compaction_makes_one_object_and_spares_readers_in_flight() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(read_all(svc, id).await, content);
+}
+
+/// Entries saved while compaction was off (or queued on a replica that
+/// stopped) are found and compacted when it starts; entries of one object are
+/// not listed.
+#[tokio::test]
+async fn entries_left_of_several_objects_are_caught_up() {
+    let before = with_config(ServiceConfig::default()).await;
+    let who = main_branch();
+    let content: Vec<u8> = (0..50_000u32).map(|i| (i % 249) as u8).collect();
+    let a = save(&before.service, &who, "a", &content).await;
+    let b = save(&before.service, &who, "b", &content).await;
+    let one = before.service.create(&who, "one", "v").await.unwrap();
+    before
+        .service
+        .put_blob(one.entry_id, body(&content))
+        .await
+        .unwrap();
+    before
+        .service
+        .finalize(&who, "one", "v", content.len() as i64)
+        .await
+        .unwrap();
+
+    let svc = open_service(
+        before.dir.path(),
+        ServiceConfig {
+            compact: true,
+            ..ServiceConfig::default()
+        },
+    )
+    .await;
+    assert_eq!(svc.queue_uncompacted().await.unwrap(), 2);
+    assert_eq!(svc.compact_queued().await, 2);
+    for id in [a, b] {
+        assert_eq!(svc.open_blob(id).await.unwrap().parts.len(), 1);
+        assert_eq!(read_all(&svc, id).await, content);
+    }
+    assert_eq!(svc.queue_uncompacted().await.unwrap(), 0, "nothing left");
 }

@@ -24,6 +24,42 @@ impl CacheService {
         self.compaction_notify.notify_one();
     }
 
+    /// Queues committed entries still made of several objects (saved before
+    /// compaction was on, or queued on a replica that stopped first), as many
+    /// as the queue holds; returns how many. The compactor does this once at
+    /// start-up, under a lease, so replicas starting together do not rewrite
+    /// the same entries.
+    pub async fn queue_uncompacted(&self) -> Result<usize, CoreError> {
+        let mut after = 0;
+        let mut queued = 0;
+        loop {
+            let room = MAX_QUEUED.saturating_sub(self.queued_compactions());
+            if room == 0 {
+                return Ok(queued);
+            }
+            let page = self
+                .meta
+                .multi_part_entries(after, room.min(1000) as i64)
+                .await?;
+            let Some(&last) = page.last() else {
+                return Ok(queued);
+            };
+            after = last;
+            queued += page.len();
+            self.compaction
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(page);
+        }
+    }
+
+    fn queued_compactions(&self) -> usize {
+        self.compaction
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     /// Resolves when entries may be waiting for compaction.
     pub async fn compaction_wanted(&self) {
         self.compaction_notify.notified().await
