@@ -184,11 +184,6 @@ async fn compactor(service: Arc<CacheService>, mut stop: watch::Receiver<bool>) 
             ),
             Err(e) => tracing::warn!(error = %e, "could not list entries left to compact"),
         }
-        let n = tokio::select! {
-            n = service.compact_queued() => n,
-            _ = stop.changed() => return,
-        };
-        tracing::debug!(entries = n, "compaction catch-up");
     }
     loop {
         tokio::select! {

@@ -1415,7 +1415,7 @@ impl MetaStore for SqlStore {
         // One transaction for the whole batch: entries and their scheduled
         // deletions go together, and a pass commits (and on PostgreSQL syncs)
         // once per batch rather than per statement. Their parts and blocks
-        // rows go with their objects, after the grace period (`forget_doom`):
+        // rows go with their objects, after the grace period (`forget_dooms`):
         // the pass removes only what lookups see.
         let mut tx = self.write.begin().await.map_err(backend)?;
         let mut deleted = Vec::new();

@@ -11,12 +11,16 @@ use super::*;
 const MAX_QUEUED: usize = 10_000;
 
 impl CacheService {
+    fn compaction_queue(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<i64>> {
+        self.compaction.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Queues a just-committed entry for compaction, where it is on.
     pub(super) fn queue_compaction(&self, entry_id: i64) {
         if !self.config.compact {
             return;
         }
-        let mut queue = self.compaction.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queue = self.compaction_queue();
         if queue.len() < MAX_QUEUED {
             queue.push_back(entry_id);
         }
@@ -26,38 +30,32 @@ impl CacheService {
 
     /// Queues committed entries still made of several objects (saved before
     /// compaction was on, or queued on a replica that stopped first), as many
-    /// as the queue holds; returns how many. The compactor does this once at
-    /// start-up, under a lease, so replicas starting together do not rewrite
-    /// the same entries.
+    /// as the queue holds, and wakes the compactor; returns how many. The
+    /// compactor does this once at start-up, under a lease, so replicas
+    /// starting together do not rewrite the same entries.
     pub async fn queue_uncompacted(&self) -> Result<usize, CoreError> {
         let mut after = 0;
         let mut queued = 0;
         loop {
-            let room = MAX_QUEUED.saturating_sub(self.queued_compactions());
-            if room == 0 {
-                return Ok(queued);
-            }
-            let page = self
-                .meta
-                .multi_part_entries(after, room.min(1000) as i64)
-                .await?;
+            let room = MAX_QUEUED.saturating_sub(self.compaction_queue().len());
+            let page = match room {
+                0 => Vec::new(),
+                n => {
+                    self.meta
+                        .multi_part_entries(after, n.min(1000) as i64)
+                        .await?
+                }
+            };
             let Some(&last) = page.last() else {
+                if queued > 0 {
+                    self.compaction_notify.notify_one();
+                }
                 return Ok(queued);
             };
             after = last;
             queued += page.len();
-            self.compaction
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(page);
+            self.compaction_queue().extend(page);
         }
-    }
-
-    fn queued_compactions(&self) -> usize {
-        self.compaction
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
     }
 
     /// Resolves when entries may be waiting for compaction.
@@ -71,11 +69,7 @@ impl CacheService {
     pub async fn compact_queued(&self) -> usize {
         let mut done = 0;
         loop {
-            let next = self
-                .compaction
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop_front();
+            let next = self.compaction_queue().pop_front();
             let Some(entry_id) = next else {
                 return done;
             };
